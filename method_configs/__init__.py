@@ -1,0 +1,1 @@
+"""Method configurations: the only place hyperparameters live (registered with nerfstudio via entry points)."""

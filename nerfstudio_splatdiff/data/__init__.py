@@ -1,0 +1,1 @@
+"""Data: camera conventions, dataset parsers, datasets and the multi-scene DataManager."""

@@ -1,0 +1,1 @@
+"""Networks and nerfstudio models: splatter head, VAR, regression baseline, denoiser."""
