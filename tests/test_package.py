@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -26,7 +27,7 @@ def test_render_demo_writes_ply_png_and_summary(tmp_path):
     img = Image.open(tmp_path / "views.png")
     assert img.size[0] > 3 * 48 and img.size[1] > 48
     # The renders are not blank: the object differs from the white background.
-    arr = torch.from_numpy(__import__("numpy").asarray(img)).float()
+    arr = torch.from_numpy(np.array(img)).float()
     assert (arr < 200).float().mean() > 0.1
 
 
