@@ -40,6 +40,21 @@ def pytorch3d_to_opencv_w2c(R: Float[Tensor, "*b 3 3"], T: Float[Tensor, "*b 3"]
     return make_rigid(flip[:, None] * R.transpose(-1, -2), flip * T)
 
 
+def opencv_w2c_to_pytorch3d(w2c: Float[Tensor, "*b 4 4"]) -> tuple[Float[Tensor, "*b 3 3"], Float[Tensor, "*b 3"]]:
+    """Inverse of `pytorch3d_to_opencv_w2c`: OpenCV world-to-camera -> PyTorch3D (R, T) as CO3D stores them."""
+    flip = _FLIP_XY.to(w2c)
+    R = (flip[:, None] * w2c[..., :3, :3]).transpose(-1, -2)
+    return R, flip * w2c[..., :3, 3]
+
+
+def pixel_to_ndc_isotropic(K: Float[Tensor, "*b 3 3"], height: int, width: int) -> tuple[Tensor, Tensor]:
+    """OpenCV pixel K -> CO3D v2 'ndc_isotropic' (focal_length [*, 2], principal_point [*, 2])."""
+    s = min(width, height) / 2.0
+    focal = torch.stack([K[..., 0, 0], K[..., 1, 1]], -1) / s
+    pp = torch.stack([width / 2.0 - K[..., 0, 2], height / 2.0 - K[..., 1, 2]], -1) / s
+    return focal, pp
+
+
 def opencv_c2w_to_opengl_c2w(c2w: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:
     """Flip the camera's y and z axes (the same operation converts back)."""
     return c2w * torch.tensor([1.0, -1.0, -1.0, 1.0]).to(c2w)
@@ -110,3 +125,15 @@ def check_finite_camera(w2c: Tensor, K: Tensor, where: str) -> None:
         raise SplatdiffError(f"{where}: the camera rotation is not orthonormal; fix or drop this frame.")
     if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
         raise SplatdiffError(f"{where}: the focal length is not positive; fix or drop this frame.")
+
+
+def nerfstudio_cameras(c2w: Float[Tensor, "*b 4 4"], K: Float[Tensor, "*b 3 3"], width: int, height: int):
+    """nerfstudio `Cameras` (OpenGL camera-to-world) of OpenCV c2w + pixel K, keeping the batch shape."""
+    from nerfstudio.cameras.cameras import Cameras, CameraType  # nerfstudio import is slow; only when needed
+
+    gl = opencv_c2w_to_opengl_c2w(c2w)[..., :3, :4]
+    ones = torch.ones_like(K[..., 0, 0:1])
+    return Cameras(
+        camera_to_worlds=gl, fx=K[..., 0, 0:1], fy=K[..., 1, 1:2], cx=K[..., 0, 2:3], cy=K[..., 1, 2:3],
+        width=(ones * width).long(), height=(ones * height).long(), camera_type=CameraType.PERSPECTIVE,
+    )  # fmt: skip

@@ -1,0 +1,203 @@
+"""Multi-scene DataManager for nerfstudio: batches of B scenes, each a source view plus V target views.
+
+nerfstudio's own DataManagers serve rays or images of ONE scene; a feed-forward model needs whole scenes.
+`next_train` returns (Cameras [B, V+1], batch) where the batch holds images [B, V+1, H, W, 3], OpenCV
+camera-to-world `c2w` [B, V+1, 4, 4] relative to the source view (view 0), pixel intrinsics `K`, the per-scene
+splatter depth range, and masks when the data has them. Train scenes are sharded by DDP rank, so
+`--machine.num-devices` works; evaluation follows Splatter Image's protocol in a fixed order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, Literal, Optional, Tuple, Type, Union
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from torch import Tensor
+from torch.nn import Parameter
+from torch.utils.data import DataLoader, RandomSampler
+
+from nerfstudio_splatdiff.data.cameras import nerfstudio_cameras
+from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
+from nerfstudio_splatdiff.data.multiscene import EvalScenesDataset, SceneViewsDataset, ViewOptions
+from nerfstudio_splatdiff.data.scene import SceneRecord
+from nerfstudio_splatdiff.errors import SplatdiffError
+
+
+@dataclass
+class MultiSceneDataManagerConfig(DataManagerConfig):
+    _target: Type = field(default_factory=lambda: MultiSceneDataManager)
+    dataparser: AnnotatedDataParserUnion = field(default_factory=Co3dDataParserConfig)
+    scenes_per_batch: int = 8
+    """B: scenes per training batch (per device)."""
+    num_target_views: int = 3
+    """V: target views per scene besides the source (the source is supervised too)."""
+    target_window: Optional[int] = None
+    """Draw targets within this many frames of the source; None uses the dataparser's suggestion (RealEstate10K)
+    or the whole sequence."""
+    depth_range: Tuple[float, float] = (-1.0, 1.0)
+    """Object scenes: splatter depth range around the object centre's z in the source camera."""
+    background_color: Optional[Tuple[float, float, float]] = None
+    """Composite images onto this colour with the masks (e.g. 0 0 0 for black); None keeps full images."""
+    color_jitter: Tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """Brightness, contrast, saturation, hue; the same draw is applied to all views of a scene."""
+    num_workers: int = 2
+    pin_memory: bool = True
+    """Pin host memory when training on CUDA."""
+    eval_max_scenes: Optional[int] = None
+    """Evaluate on at most this many test scenes (None: all)."""
+    eval_max_targets: Optional[int] = None
+    """At most this many target views per evaluation scene (evenly spaced; None: every frame)."""
+    eval_depths: bool = True
+    """Load depth maps with evaluation scenes (visible / occluded split) when the data has them."""
+
+
+def _to_device(batch: Dict[str, Tensor], device: Union[str, torch.device]) -> Dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+class FrustumDataset:
+    """What nerfstudio's Trainer and viewer need of a `train_dataset`: up to 512 frames with cameras and images."""
+
+    def __init__(self, outputs: DataparserOutputs) -> None:
+        self.scenes: list[SceneRecord] = outputs.metadata["scenes"]
+        self.pairs: list[tuple[int, int]] = outputs.metadata["frustum_frames"]
+        self.cameras = outputs.cameras
+        self.scene_box = outputs.scene_box
+        self.metadata: dict = {}
+        self._dataparser_outputs = outputs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, idx: int) -> Dict[str, Tensor]:
+        s, f = self.pairs[idx]
+        image = self.scenes[s].load([f])["images"][0].float() / 255.0
+        return {"image_idx": idx, "image": image}
+
+
+class FixedEvalScenes:
+    """ns-eval's `fixed_indices_eval_dataloader`: every evaluation scene once, in a fixed order, as
+    (Cameras [F], batch) with view 0 the input and views 1.. the targets."""
+
+    def __init__(self, dataset: EvalScenesDataset, device: Union[str, torch.device]) -> None:
+        self.dataset, self.device = dataset, device
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[Tuple[Cameras, Dict[str, Tensor]]]:
+        for i in range(len(self.dataset)):
+            yield self.get(i)
+
+    def get(self, index: int) -> Tuple[Cameras, Dict[str, Tensor]]:
+        item = self.dataset[index]
+        res = self.dataset.scenes[index].resolution
+        return nerfstudio_cameras(item["c2w"], item["K"], res, res).to(self.device), _to_device(item, self.device)
+
+
+class MultiSceneDataManager(DataManager):
+    """Serves batches of scenes to a feed-forward model (see module docstring)."""
+
+    config: MultiSceneDataManagerConfig
+
+    def __init__(
+        self,
+        config: MultiSceneDataManagerConfig,
+        device: Union[torch.device, str] = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.test_mode = test_mode
+        self.world_size, self.local_rank = world_size, local_rank
+        if config.data is not None:
+            config.dataparser.data = Path(config.data)
+        else:
+            config.data = config.dataparser.data
+        self.dataparser = config.dataparser.setup()
+        self.includes_time = False
+        self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
+        self.eval_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="test")
+        all_train: list[SceneRecord] = self.train_dataparser_outputs.metadata["scenes"]
+        if len(all_train) < world_size:
+            raise SplatdiffError(
+                f"{len(all_train)} training scene(s) cannot be shared by {world_size} devices; use more scenes or fewer devices."
+            )
+        self.train_scenes = all_train[local_rank::world_size]  # DDP: rank r takes scenes r, r+k, r+2k, ...
+        self.eval_scenes: list[SceneRecord] = self.eval_dataparser_outputs.metadata["scenes"][: config.eval_max_scenes]
+        resolutions = {r.resolution for r in all_train + self.eval_scenes}
+        if len(resolutions) != 1:
+            raise SplatdiffError(f"All scenes must share one resolution; found {sorted(resolutions)}.")
+        self.resolution = resolutions.pop()
+        window = config.target_window
+        if window is None:
+            window = self.train_dataparser_outputs.metadata.get("target_window")
+        self.view_options = ViewOptions(
+            num_target_views=config.num_target_views, target_window=window, depth_range=tuple(config.depth_range),
+            background_color=config.background_color, color_jitter=tuple(config.color_jitter),
+        )  # fmt: skip
+        eval_options = ViewOptions(**{**vars(self.view_options), "color_jitter": (0.0, 0.0, 0.0, 0.0),
+                                      "with_depths": config.eval_depths})  # fmt: skip
+        self.train_scene_dataset = SceneViewsDataset(self.train_scenes, self.view_options)
+        self.eval_scene_dataset = SceneViewsDataset(self.eval_scenes, eval_options)
+        self.eval_fixed_dataset = EvalScenesDataset(self.eval_scenes, eval_options, config.eval_max_targets)
+        self.train_dataset = FrustumDataset(self.train_dataparser_outputs)
+        self.eval_dataset = FrustumDataset(self.eval_dataparser_outputs)
+        super().__init__()
+
+    # -- loaders ----------------------------------------------------------------------------------------------
+    def _loader(self, dataset: SceneViewsDataset, batch_size: int) -> Iterator[Dict[str, Tensor]]:
+        """An endless stream of batches: scenes drawn with replacement, so nothing is sized by the data."""
+        sampler = RandomSampler(dataset, replacement=True, num_samples=10**9)
+        cuda = torch.device(self.device).type == "cuda"
+        loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, num_workers=self.config.num_workers,
+            pin_memory=self.config.pin_memory and cuda, persistent_workers=self.config.num_workers > 0,
+            drop_last=True,
+        )  # fmt: skip
+        return iter(loader)
+
+    def setup_train(self) -> None:
+        self._train_iter = self._loader(self.train_scene_dataset, self.config.scenes_per_batch)
+
+    def setup_eval(self) -> None:
+        self._eval_iter = self._loader(self.eval_scene_dataset, min(self.config.scenes_per_batch, len(self.eval_scenes)))
+        self.fixed_indices_eval_dataloader = FixedEvalScenes(self.eval_fixed_dataset, self.device)
+
+    def _next(self, it: Iterator[Dict[str, Tensor]]) -> Tuple[Cameras, Dict[str, Tensor]]:
+        batch = _to_device(next(it), self.device)
+        return nerfstudio_cameras(batch["c2w"], batch["K"], self.resolution, self.resolution), batch
+
+    def next_train(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
+        self.train_count += 1
+        return self._next(self._train_iter)
+
+    def next_eval(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
+        self.eval_count += 1
+        return self._next(self._eval_iter)
+
+    def next_eval_image(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
+        """One evaluation scene under the fixed protocol, cycling through them."""
+        self.eval_count += 1
+        return self.fixed_indices_eval_dataloader.get(step % len(self.eval_fixed_dataset))
+
+    def get_train_rays_per_batch(self) -> int:
+        return self.config.scenes_per_batch * (self.config.num_target_views + 1) * self.resolution**2
+
+    def get_eval_rays_per_batch(self) -> int:
+        return self.get_train_rays_per_batch()
+
+    def get_datapath(self) -> Path:
+        return Path(self.config.dataparser.data)
+
+    def get_param_groups(self) -> Dict[str, list[Parameter]]:
+        return {}

@@ -1,0 +1,167 @@
+"""RealEstate10K reader: pixelSplat/MVSplat `.torch` chunks, or the original camera `.txt` files next to a folder
+of extracted frames -> preprocessed, cached `SceneRecord`s.
+
+Chunks: `<root>/<split>/NNNNNN.torch` (+ `index.json`), each a torch.save'd list of dicts {url, timestamps
+int64[V], cameras float32[V, 18], images: list of uint8 JPEG byte tensors, key}. The 18 numbers are fx fy cx cy
+(normalised by width/height), two zeros, and a row-major 3x4 OpenCV world-to-camera matrix.
+Text files: `<root>/<split>/<key>.txt` (first line the video URL, then one line of 19 numbers per frame:
+timestamp and the 18 above) with frames in `<root>/frames/<split>/<key>/<timestamp>.{png,jpg}`.
+The official train/test splits are the `train`/`test` folders. Scenes are not normalised (they are rooms, not
+objects); the depth range comes from the config and is stored in each scene's meta.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from rich.progress import track
+
+from nerfstudio_splatdiff.data.cameras import check_finite_camera, invert_rigid, make_rigid
+from nerfstudio_splatdiff.data.co3d import default_cache_root
+from nerfstudio_splatdiff.data.preprocess import CONSOLE, SkipReport, cached_scenes, crop_resize, is_all_black, settings_key
+from nerfstudio_splatdiff.data.scene import SceneRecord
+from nerfstudio_splatdiff.errors import SplatdiffError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class Re10kSettings:
+    resolution: int = 128
+    depth_near: float = 1.0
+    depth_far: float = 100.0
+    max_frames: Optional[int] = None
+    """Keep at most this many frames per scene (evenly spaced); None keeps all."""
+
+
+def camera_from_18(row: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c2w OpenCV [4,4], K pixel [3,3]) from RealEstate10K's 18 numbers for an image of width x height."""
+    row = row.double()
+    fx, fy, cx, cy = row[0] * width, row[1] * height, row[2] * width, row[3] * height
+    K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    w2c34 = row[6:18].reshape(3, 4)
+    w2c = make_rigid(w2c34[:, :3], w2c34[:, 3])
+    return w2c, K
+
+
+def read_pose_txt(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
+    """(url, timestamps int64 [V], cameras float64 [V, 18]) from an original RealEstate10K camera file."""
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise SplatdiffError(f"{path} is empty; expected a URL line then one line of 19 numbers per frame.")
+    rows = []
+    for i, ln in enumerate(lines[1:], start=2):
+        vals = ln.split()
+        if len(vals) != 19:
+            raise SplatdiffError(f"{path} line {i}: expected 19 numbers (timestamp, 4 intrinsics, 2 zeros, 3x4 pose), got {len(vals)}.")
+        rows.append([float(v) for v in vals])
+    arr = np.asarray(rows, dtype=np.float64)
+    return lines[0], arr[:, 0].astype(np.int64), arr[:, 1:]
+
+
+def _iter_chunk_scenes(split_dir: Path, report: SkipReport) -> Iterator[dict]:
+    chunks = sorted(split_dir.glob("*.torch"))
+    for chunk in chunks:
+        try:
+            items = torch.load(chunk, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on a truncated file
+            report.add(chunk.name, None, f"chunk is truncated or corrupt ({type(e).__name__}); re-download it")
+            continue
+        for item in items:
+            yield {"key": item["key"], "timestamps": item["timestamps"], "cameras": item["cameras"],
+                   "images": item["images"]}  # fmt: skip
+
+
+def _iter_txt_scenes(root: Path, split: str, report: SkipReport) -> Iterator[dict]:
+    for txt in sorted((root / split).glob("*.txt")):
+        _, stamps, cams = read_pose_txt(txt)
+        frame_dir = root / "frames" / split / txt.stem
+        files = {p.stem: p for p in frame_dir.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES} if frame_dir.is_dir() else {}
+        if not files:
+            report.add(txt.stem, None, f"no extracted frames in {frame_dir}")
+            continue
+        images = [files.get(str(int(t))) for t in stamps]
+        yield {"key": txt.stem, "timestamps": torch.from_numpy(stamps), "cameras": torch.from_numpy(cams),
+               "images": images}  # fmt: skip
+
+
+def _decode(img) -> Image.Image:
+    if isinstance(img, Path):
+        return Image.open(img).convert("RGB")
+    return Image.open(io.BytesIO(img.numpy().tobytes())).convert("RGB")
+
+
+def _process_scene(scene: dict, settings: Re10kSettings, folder: Path, report: SkipReport) -> Optional[SceneRecord]:
+    key = str(scene["key"])
+    n = len(scene["images"])
+    keep = range(n) if not settings.max_frames or n <= settings.max_frames else np.linspace(0, n - 1, settings.max_frames).round().astype(int)
+    images, c2ws, Ks, numbers = [], [], [], []
+    for i in keep:
+        i = int(i)
+        if scene["images"][i] is None:
+            report.add(key, i, "frame image is missing")
+            continue
+        try:
+            image = _decode(scene["images"][i])
+        except (UnidentifiedImageError, OSError) as e:
+            report.add(key, i, f"frame image is corrupt ({e})")
+            continue
+        w2c, K = camera_from_18(torch.as_tensor(scene["cameras"][i]), image.width, image.height)
+        try:
+            check_finite_camera(w2c, K, f"RealEstate10K scene {key} frame {i}")
+        except SplatdiffError as e:
+            report.add(key, i, str(e))
+            continue
+        img, K_new = crop_resize(image, K, settings.resolution)
+        arr = np.asarray(img, dtype=np.uint8)
+        if is_all_black(arr):
+            report.add(key, i, "the image is all black")
+            continue
+        images.append(arr), c2ws.append(invert_rigid(w2c).float()), Ks.append(K_new), numbers.append(i)
+    if len(images) < 2:
+        report.add(key, None, f"only {len(images)} usable frame(s); a scene needs at least 2")
+        return None
+    rec = SceneRecord(
+        name=key, category="re10k", folder=folder, frame_numbers=numbers, c2w=torch.stack(c2ws),
+        K=torch.stack(Ks).float(), resolution=settings.resolution,
+        meta={"depth_range": [settings.depth_near, settings.depth_far],
+              "timestamps": [int(scene["timestamps"][i]) for i in numbers]},
+    )  # fmt: skip
+    rec.save(np.stack(images), None, None)
+    return rec
+
+
+def load_re10k_split(
+    root: Path, split: str, settings: Re10kSettings, cache_root: Optional[Path] = None, max_scenes: Optional[int] = None
+) -> tuple[list[SceneRecord], SkipReport]:
+    """Scenes of the official `train` or `test` split, from chunks if present, else from camera txt files."""
+    root = Path(root).expanduser().resolve()
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise SplatdiffError(f"No {split!r} folder under {root}: RealEstate10K data needs {root}/{split}/ (chunks or txt files).")
+    use_chunks = any(split_dir.glob("*.torch"))
+    if not use_chunks and not any(split_dir.glob("*.txt")):
+        raise SplatdiffError(f"{split_dir} holds neither .torch chunks nor camera .txt files.")
+    sources = sorted(p.name for p in split_dir.glob("*.torch" if use_chunks else "*.txt"))
+    key = settings_key({"root": str(root), "split": split, "settings": vars(settings), "max_scenes": max_scenes,
+                        "sources": [(s, (split_dir / s).stat().st_size) for s in sources]})  # fmt: skip
+    cache = Path(cache_root or default_cache_root()) / f"re10k_{split}_{key}"
+
+    def build(tmp: Path, report: SkipReport) -> list[SceneRecord]:
+        scenes = _iter_chunk_scenes(split_dir, report) if use_chunks else _iter_txt_scenes(root, split, report)
+        records: list[SceneRecord] = []
+        for scene in track(scenes, description=f"preprocessing RealEstate10K {split}", console=CONSOLE, transient=True):
+            if max_scenes is not None and len(records) >= max_scenes:
+                break
+            rec = _process_scene(scene, settings, tmp / str(scene["key"]), report)
+            if rec is not None:
+                records.append(rec)
+        return records
+
+    return cached_scenes(cache, build, f"RealEstate10K {split_dir}")
