@@ -67,9 +67,9 @@ def test_fixed_eval_protocol_is_deterministic(dataset, tmp_path):
     loader = dm.fixed_indices_eval_dataloader
     assert len(loader) == 1
     (cams_a, a), (cams_b, b) = next(iter(loader)), next(iter(loader))
-    assert a["frame_indices"].tolist() == list(range(6))  # frame 0 is the input, every other frame a target
+    assert a["frame_indices"].tolist() == [list(range(6))]  # frame 0 is the input, every other frame a target
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["c2w"], b["c2w"])
-    assert cams_a.shape == (6,) and "depths" in a
+    assert cams_a.shape == (1, 6) and a["images"].shape == (1, 6, 32, 32, 3) and "depths" in a
     cams_c, c = dm.next_eval_image(0)
     assert torch.equal(c["images"], a["images"])
     # nerfstudio's viewer and trainer needs: frustum dataset with images, and the dataparser transform.

@@ -83,7 +83,7 @@ class FrustumDataset:
 
 class FixedEvalScenes:
     """ns-eval's `fixed_indices_eval_dataloader`: every evaluation scene once, in a fixed order, as
-    (Cameras [F], batch) with view 0 the input and views 1.. the targets."""
+    (Cameras [1, F], batch) with view 0 the input and views 1.. the targets."""
 
     def __init__(self, dataset: EvalScenesDataset, device: Union[str, torch.device]) -> None:
         self.dataset, self.device = dataset, device
@@ -96,7 +96,8 @@ class FixedEvalScenes:
             yield self.get(i)
 
     def get(self, index: int) -> Tuple[Cameras, Dict[str, Tensor]]:
-        item = self.dataset[index]
+        """Scene `index` as a batch of one: Cameras [1, F] and tensors [1, F, ...]."""
+        item = {k: v[None] for k, v in self.dataset[index].items()}
         res = self.dataset.scenes[index].resolution
         return nerfstudio_cameras(item["c2w"], item["K"], res, res).to(self.device), _to_device(item, self.device)
 
@@ -152,6 +153,8 @@ class MultiSceneDataManager(DataManager):
         self.eval_fixed_dataset = EvalScenesDataset(self.eval_scenes, eval_options, config.eval_max_targets)
         self.train_dataset = FrustumDataset(self.train_dataparser_outputs)
         self.eval_dataset = FrustumDataset(self.eval_dataparser_outputs)
+        # Handed to the model by nerfstudio's pipeline: the viewer lists the evaluation scenes by name.
+        self.train_dataset.metadata["eval_scene_names"] = [r.name for r in self.eval_scenes]
         super().__init__()
 
     # -- loaders ----------------------------------------------------------------------------------------------
