@@ -1,0 +1,83 @@
+"""Training losses of the feed-forward reconstructors: L2 + SSIM, KL, LPIPS (lazily, offline-safe), scale prior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from pytorch_msssim import ssim as _ssim
+from torch import Tensor, nn
+
+from nerfstudio_splatdiff.errors import SplatdiffError
+
+LpipsNet = Literal["vgg", "alex"]
+
+
+def ssim(pred: Float[Tensor, "N H W 3"], gt: Float[Tensor, "N H W 3"]) -> Tensor:
+    """Mean SSIM (11x11 Gaussian window, as in 3DGS / Splatter Image) of images in [0, 1]."""
+    return _ssim(pred.permute(0, 3, 1, 2), gt.permute(0, 3, 1, 2), data_range=1.0, size_average=True)
+
+
+def photometric_loss(
+    pred: Float[Tensor, "N H W 3"], gt: Float[Tensor, "N H W 3"], l2_weight: float = 0.8, ssim_weight: float = 0.2
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """l2_weight * MSE + ssim_weight * (1 - SSIM). Returns the loss and its parts."""
+    mse = F.mse_loss(pred, gt)
+    s = ssim(pred, gt)
+    return l2_weight * mse + ssim_weight * (1 - s), {"mse": mse.detach(), "ssim": s.detach()}
+
+
+def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)), averaged over all latent elements (so its weight is size-free)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+
+
+def scale_regulariser(scales: Tensor, max_scale: float) -> Tensor:
+    """Penalise Gaussians larger than `max_scale` (in log space), which otherwise smear over the whole image."""
+    return F.relu(torch.log(scales) - torch.log(torch.tensor(max_scale, device=scales.device))).mean()
+
+
+def lpips_backbone_file(net: LpipsNet) -> Path:
+    """Where torchvision looks for the LPIPS backbone's ImageNet weights (the torch hub cache)."""
+    import torchvision.models as tvm
+
+    weights = {"vgg": tvm.VGG16_Weights.IMAGENET1K_V1, "alex": tvm.AlexNet_Weights.IMAGENET1K_V1}[net]
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def lpips_available(net: LpipsNet = "vgg") -> bool:
+    return lpips_backbone_file(net).is_file()
+
+
+class LPIPS(nn.Module):
+    """LPIPS distance for images in [0, 1], built only when its backbone weights are on disk (no downloads)."""
+
+    def __init__(self, net: LpipsNet = "vgg", random_backbone_for_tests: bool = False) -> None:
+        super().__init__()
+        path = lpips_backbone_file(net)
+        if not random_backbone_for_tests and not path.is_file():
+            raise SplatdiffError(
+                f"LPIPS needs the {net} ImageNet weights at {path}: copy {path.name} there (it is what torchvision "
+                "downloads), or train without LPIPS by setting --pipeline.model.lpips-weight 0."
+            )
+        import lpips
+
+        self.net = lpips.LPIPS(net=net, pnet_rand=random_backbone_for_tests, verbose=False)
+        self.net.requires_grad_(False)
+        self.net.eval()
+
+    def train(self, mode: bool = True) -> "LPIPS":
+        return super().train(False)  # always in eval mode (dropout off)
+
+    def forward(self, pred: Float[Tensor, "N H W 3"], gt: Float[Tensor, "N H W 3"]) -> Tensor:
+        return self.net(pred.permute(0, 3, 1, 2) * 2 - 1, gt.permute(0, 3, 1, 2) * 2 - 1).mean()
+
+
+def maybe_lpips(net: LpipsNet, required: bool) -> Optional[LPIPS]:
+    """An LPIPS module if its weights exist; if `required` and they do not, the clear error above."""
+    if lpips_available(net) or required:
+        return LPIPS(net)
+    return None

@@ -1,0 +1,210 @@
+"""nerfstudio Model for the feed-forward reconstructors: the VAR (`splatdiff-var`) and the regression baseline
+(`splatdiff-regression`). One image in, Gaussians out, rendered into the other views and compared with them.
+
+All differentiable work happens in `forward(cameras, batch)` so nerfstudio's DDP wrapper sees it. An EMA copy of
+the network (as Splatter Image keeps) is used for evaluation and the viewer.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.viewer.viewer_elements import ViewerDropdown, ViewerSlider
+from torch import Tensor
+from torch.nn import Parameter
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from nerfstudio_splatdiff.data.cameras import invert_rigid, opengl_c2w_to_opencv_c2w
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models import losses
+from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility_masks
+from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
+from nerfstudio_splatdiff.models.var_net import VARNetConfig
+from nerfstudio_splatdiff.splats import Gaussians, render_gaussians
+
+# The viewer's world: the input camera's frame turned from OpenCV (y down, z forward) to OpenGL (y up, z back),
+# so the input view opens upright. The same matrix converts back.
+VIEWER_FROM_SCENE = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+
+
+@dataclass
+class ReconstructorModelConfig(ModelConfig):
+    _target: Type = field(default_factory=lambda: ReconstructorModel)
+    network: Union[VARNetConfig, RegressionNetConfig] = field(default_factory=VARNetConfig)
+    image_size: int = 128
+    """Side of the square input images this model is built for; the data must match."""
+    l2_weight: float = 0.8
+    ssim_weight: float = 0.2
+    kl_weight: float = 1e-5
+    lpips_weight: float = 0.01
+    """LPIPS weight from `lpips_start_step` on (the paper's second phase); 0 trains without LPIPS."""
+    lpips_start_step: int = 100_000
+    lpips_net: losses.LpipsNet = "vgg"
+    scale_reg_weight: float = 0.1
+    max_scale: float = 0.1
+    """Gaussian scales above this (in the normalised world) are penalised."""
+    ema_decay: float = 0.9999
+    """EMA of the weights for evaluation and the viewer; 0 disables it."""
+    bf16: bool = True
+    """bf16 autocast for the network on CUDA (rendering stays float32)."""
+    background_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    eval_skip_weight: float = 1.0
+    """Skip-connection weight used in evaluation and as the viewer's default."""
+    enable_collider: bool = False
+
+
+class ReconstructorModel(Model):
+    config: ReconstructorModelConfig
+
+    def populate_modules(self) -> None:  # the base version adds a ray collider, which a splat model has no use for
+        self.net = self.config.network.setup()
+        self.is_var = isinstance(self.config.network, VARNetConfig)
+        self.ema: Optional[AveragedModel] = None
+        if self.config.ema_decay > 0:
+            self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay), use_buffers=True)
+            self.ema.requires_grad_(False)
+        self.lpips = losses.maybe_lpips(self.config.lpips_net, required=self.config.lpips_weight > 0)
+        self.step = 0
+        self.scene_provider: Optional[Callable[[int], Tuple[Cameras, Dict[str, Tensor]]]] = None
+        self._viewer_cache: Dict[Any, Gaussians] = {}
+        names = list(self.kwargs.get("metadata", {}).get("eval_scene_names", [])) or ["(no eval scenes)"]
+        self.viewer_scene = ViewerDropdown("Eval scene", names[0], names, cb_hook=lambda _: self._viewer_cache.clear())
+        self.viewer_skip = ViewerSlider("Skip weight", self.config.eval_skip_weight, 0.0, 1.0, 0.05,
+                                        cb_hook=lambda _: self._viewer_cache.clear(), disabled=not self.is_var)  # fmt: skip
+        self._scene_names = names
+
+    # -- nerfstudio plumbing ----------------------------------------------------------------------------------
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {"network": list(self.net.parameters())}
+
+    def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def after_step(step: int) -> None:
+            self.step = step
+            if self.ema is not None:
+                self.ema.update_parameters(self.net)
+                self._viewer_cache.clear()
+
+        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], after_step)]
+
+    def eval_net(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.net
+
+    # -- reconstruction -----------------------------------------------------------------------------------------
+    def _autocast(self, device: torch.device):
+        if self.config.bf16 and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def check_image_size(self, images: Tensor) -> None:
+        H, W = images.shape[-3:-1]
+        if (H, W) != (self.config.image_size, self.config.image_size):
+            raise SplatdiffError(
+                f"This model takes {self.config.image_size}x{self.config.image_size} images but got {W}x{H}: set the "
+                f"data resolution to {self.config.image_size} (--pipeline.datamanager.dataparser.resolution) or use the "
+                "preset made for this size."
+            )
+
+    def reconstruct(self, batch: Dict[str, Tensor], net: Optional[torch.nn.Module] = None, **kwargs) -> dict:
+        """Gaussians from each scene's source view (view 0), in the source camera's frame."""
+        images = batch["images"]
+        self.check_image_size(images)
+        net = net or self.net
+        with self._autocast(images.device):
+            return net(images[:, 0].permute(0, 3, 1, 2), batch["c2w"][:, 0], batch["K"][:, 0],
+                       batch["depth_near"], batch["depth_far"], **kwargs)  # fmt: skip
+
+    def render_views(self, gaussians: Gaussians, c2w: Tensor, K: Tensor, size: int) -> dict:
+        """Render scenes [B] into their views c2w [B, V, 4, 4] (OpenCV camera-to-world)."""
+        bg = torch.tensor(self.config.background_color, device=c2w.device)
+        out = render_gaussians(gaussians, invert_rigid(c2w.float()), K.float(), size, size, background=bg)
+        return {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
+
+    def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Any]:
+        """Training / eval-batch pass: reconstruct from view 0, render all views [B, V, H, W, *]."""
+        if batch is None:
+            raise SplatdiffError("The splatdiff models render from a batch of scenes; call forward(cameras, batch).")
+        rec = self.reconstruct(batch)
+        out = self.render_views(rec["gaussians"], batch["c2w"], batch["K"], batch["images"].shape[-2])
+        return {**rec, **out}
+
+    # -- losses and metrics -------------------------------------------------------------------------------------
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        c = self.config
+        pred = outputs["rgb"].flatten(0, 1)
+        gt = batch["images"].flatten(0, 1)
+        photo, _ = losses.photometric_loss(pred, gt, c.l2_weight, c.ssim_weight)
+        loss_dict = {"photometric": photo}
+        if self.is_var and c.kl_weight > 0:
+            loss_dict["kl"] = c.kl_weight * losses.kl_divergence(outputs["latent_mean"], outputs["latent_logvar"])
+        if self.lpips is not None and c.lpips_weight > 0 and self.step >= c.lpips_start_step:
+            loss_dict["lpips"] = c.lpips_weight * self.lpips(pred, gt)
+        if c.scale_reg_weight > 0:
+            loss_dict["scale_reg"] = c.scale_reg_weight * losses.scale_regulariser(outputs["gaussians"].scales, c.max_scale)
+        return loss_dict
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        return {"psnr": psnr(outputs["rgb"].detach(), batch["images"])}
+
+    @torch.no_grad()
+    def evaluate_scene(self, batch: Dict[str, Tensor], skip_weight: Optional[float] = None) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """Splatter Image's protocol for one scene (a batch of one: view 0 input, views 1.. targets)."""
+        w = self.config.eval_skip_weight if skip_weight is None else skip_weight
+        rec = self.reconstruct(batch, net=self.eval_net(), skip_weight=w, sample_latent=False)
+        out = self.render_views(rec["gaussians"], batch["c2w"], batch["K"], batch["images"].shape[-2])
+        pred, gt = out["rgb"][0], batch["images"][0]
+        tgt_pred, tgt_gt = pred[1:], gt[1:]
+        m = {"psnr": psnr(tgt_pred, tgt_gt), "ssim": losses.ssim(tgt_pred, tgt_gt), "psnr_input": psnr(pred[:1], gt[:1])}
+        if "masks" in batch:
+            m.update(object_metrics(tgt_pred, tgt_gt, batch["masks"][0, 1:]))
+        if self.lpips is not None:
+            m["lpips"] = self.lpips(tgt_pred, tgt_gt)
+        if "depths" in batch:
+            visible, occluded = visibility_masks(batch["depths"][0], batch["c2w"][0], batch["K"][0])
+            m["psnr_visible"] = psnr(tgt_pred, tgt_gt, visible[1:])
+            m["psnr_occluded"] = psnr(tgt_pred, tgt_gt, occluded[1:])
+            if "masks" in batch:
+                obj = batch["masks"][0, 1:] > 0.5
+                m["psnr_objects_visible"] = psnr(tgt_pred, tgt_gt, visible[1:] & obj)
+                m["psnr_objects_occluded"] = psnr(tgt_pred, tgt_gt, occluded[1:] & obj)
+        return {k: float(v) for k, v in m.items()}, {"pred": pred, "gt": gt, "gaussians": rec["gaussians"]}
+
+    def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        metrics, images = self.evaluate_scene(batch)
+        row = torch.cat([torch.cat(list(images["gt"]), 1), torch.cat(list(images["pred"]), 1)], 0)
+        return metrics, {"gt_vs_pred": row}
+
+    # -- viewer ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def viewer_gaussians(self) -> Optional[Gaussians]:
+        """Reconstruction of the eval scene chosen in the viewer's dropdown (cached until a knob changes)."""
+        if self.scene_provider is None or self.viewer_scene.value not in self._scene_names:
+            return None
+        key = (self.viewer_scene.value, float(self.viewer_skip.value))
+        if key not in self._viewer_cache:
+            _, batch = self.scene_provider(self._scene_names.index(self.viewer_scene.value))
+            rec = self.reconstruct(batch, net=self.eval_net(), skip_weight=float(self.viewer_skip.value), sample_latent=False)
+            self._viewer_cache = {key: rec["gaussians"]}
+        return self._viewer_cache[key]
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
+        """Render the chosen scene from a viewer camera: rgb [H, W, 3], accumulation and depth [H, W, 1]."""
+        gaussians = self.viewer_gaussians()
+        camera = camera.to(self.device)
+        W, H = int(camera.width[0, 0]), int(camera.height[0, 0])
+        if gaussians is None:
+            blank = torch.zeros(H, W, 1, device=self.device)
+            return {"rgb": blank.expand(H, W, 3), "accumulation": blank, "depth": blank}
+        c2w_gl = torch.cat([camera.camera_to_worlds[0], torch.tensor([[0.0, 0, 0, 1]], device=self.device)], 0)
+        c2w = opengl_c2w_to_opencv_c2w(VIEWER_FROM_SCENE.to(self.device) @ c2w_gl)
+        K = torch.tensor([[float(camera.fx[0, 0]), 0.0, float(camera.cx[0, 0])],
+                          [0.0, float(camera.fy[0, 0]), float(camera.cy[0, 0])], [0.0, 0.0, 1.0]], device=self.device)  # fmt: skip
+        bg = torch.tensor(self.config.background_color, device=self.device)
+        out = render_gaussians(gaussians, invert_rigid(c2w)[None, None], K[None, None], W, H, background=bg)
+        return {"rgb": out.rgb[0, 0], "accumulation": out.alpha[0, 0], "depth": out.depth[0, 0]}

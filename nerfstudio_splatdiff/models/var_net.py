@@ -1,0 +1,133 @@
+"""Variational AutoReconstructor network: image -> latent Gaussian (1/8 resolution, 4 channels) -> Splatter Image.
+
+Encoder and decoder are diffusers' AutoencoderKL building blocks (Stable-Diffusion-VAE shaped, built from a
+config, never downloaded). The decoder's output layer is the splatter head's M x 15 channels. The encoder's
+first-layer features reach the decoder's full-resolution block through a skip connection that training zeroes
+at random (so the latent must carry the scene) and inference scales by `skip_weight` in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple, Type, Union
+
+import torch
+from diffusers.models.autoencoders.vae import Decoder, Encoder
+from jaxtyping import Float
+from nerfstudio.configs.base_config import InstantiateConfig
+from torch import Tensor, nn
+
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
+from nerfstudio_splatdiff.splats.gaussians import Gaussians
+
+
+@dataclass
+class VARNetConfig(InstantiateConfig):
+    _target: Type = field(default_factory=lambda: VARNet)
+    block_out_channels: Tuple[int, ...] = (128, 256, 512, 512)
+    """Widths per level; 4 levels give the 1/8-resolution latent. (128, 256, 512, 512) is SD-VAE's."""
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    latent_channels: int = 4
+    mid_block_attention: bool = True
+    skip_dropout: float = 0.5
+    """Probability that a training sample's skip features are zeroed."""
+    head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
+    pretrained_autoencoder: Optional[Path] = None
+    """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
+
+
+class VARNet(nn.Module):
+    def __init__(self, config: VARNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        levels = len(c.block_out_channels)
+        self.head: SplatterHead = c.head.setup()
+        self.encoder = Encoder(
+            in_channels=3, out_channels=c.latent_channels, down_block_types=("DownEncoderBlock2D",) * levels,
+            block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
+            norm_num_groups=c.norm_num_groups, double_z=True, mid_block_add_attention=c.mid_block_attention,
+        )  # fmt: skip
+        self.decoder = Decoder(
+            in_channels=c.latent_channels, out_channels=self.head.out_channels, up_block_types=("UpDecoderBlock2D",) * levels,
+            block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
+            norm_num_groups=c.norm_num_groups, mid_block_add_attention=c.mid_block_attention,
+        )  # fmt: skip
+        self.quant_conv = nn.Conv2d(2 * c.latent_channels, 2 * c.latent_channels, 1)
+        self.post_quant_conv = nn.Conv2d(c.latent_channels, c.latent_channels, 1)
+        # Skip: encoder conv_in features (width C0) -> input of the decoder's last, full-resolution block (C1).
+        self.skip_proj = nn.Conv2d(c.block_out_channels[0], c.block_out_channels[min(1, levels - 1)], 1)
+        self.downsample = 2 ** (levels - 1)
+        if c.pretrained_autoencoder is not None:
+            self.load_autoencoder(c.pretrained_autoencoder)
+        self.head.init_output_layer(self.decoder.conv_out)
+
+    def load_autoencoder(self, path: Path) -> None:
+        """Start from local AutoencoderKL weights (everything but the decoder's output layer, whose width differs)."""
+        from diffusers import AutoencoderKL
+
+        if not Path(path).exists():
+            raise SplatdiffError(f"No AutoencoderKL weights at {path}; pass a local diffusers folder or drop the option.")
+        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+        own = self.state_dict()
+        theirs = {k: v for k, v in vae.state_dict().items() if k in own and own[k].shape == v.shape}
+        self.load_state_dict(theirs, strict=False)
+
+    def encode(self, images: Float[Tensor, "B 3 H W"]) -> tuple[Tensor, Tensor, Tensor]:
+        """(mean, logvar) of the latent [B, 4, H/8, W/8] and the skip features [B, C0, H, W]; images in [0, 1]."""
+        H, W = images.shape[-2:]
+        if H % self.downsample or W % self.downsample:
+            raise SplatdiffError(f"Image size {H}x{W} must be a multiple of {self.downsample} for this VAR.")
+        enc = self.encoder
+        x = enc.conv_in(images * 2 - 1)
+        skip = x
+        for block in enc.down_blocks:
+            x = block(x)
+        x = enc.mid_block(x)
+        x = enc.conv_out(enc.conv_act(enc.conv_norm_out(x)))
+        mean, logvar = self.quant_conv(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0), skip
+
+    def decode_raw(
+        self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0
+    ) -> Float[Tensor, "B C H W"]:
+        """Latent (+ weighted skip features) -> raw splatter channels [B, M*15, H, W]."""
+        dec = self.decoder
+        x = dec.conv_in(self.post_quant_conv(latent))
+        x = dec.mid_block(x, None)
+        for i, block in enumerate(dec.up_blocks):
+            if i == len(dec.up_blocks) - 1 and skip is not None:
+                w = torch.as_tensor(skip_weight, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+                x = x + w * self.skip_proj(skip)
+            x = block(x, None)
+        return dec.conv_out(dec.conv_act(dec.conv_norm_out(x)))
+
+    def forward(
+        self,
+        images: Float[Tensor, "B 3 H W"],
+        c2w: Float[Tensor, "B 4 4"],
+        K: Float[Tensor, "B 3 3"],
+        depth_near: Float[Tensor, "B"],
+        depth_far: Float[Tensor, "B"],
+        skip_weight: Union[float, Tensor] = 1.0,
+        sample_latent: Optional[bool] = None,
+        latent: Optional[Tensor] = None,
+    ) -> dict:
+        """Reconstruct Gaussians. In training the latent is sampled (reparameterised) and skips are dropped at
+        random; in eval the posterior mean is used unless `sample_latent`. A given `latent` (e.g. from the
+        diffusion model) replaces the encoder's."""
+        mean, logvar, skip = self.encode(images)
+        if sample_latent is None:
+            sample_latent = self.training
+        if latent is None:
+            latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if sample_latent else mean
+        w = torch.as_tensor(skip_weight, dtype=images.dtype, device=images.device).expand(images.shape[0])
+        if self.training and self.config.skip_dropout > 0:
+            keep = (torch.rand(images.shape[0], device=images.device) >= self.config.skip_dropout).to(images.dtype)
+            w = w * keep
+        raw = self.decode_raw(latent, skip, w)
+        gaussians = self.head(raw.float(), c2w.float(), K.float(), depth_near.float(), depth_far.float())
+        return {"gaussians": gaussians, "latent_mean": mean, "latent_logvar": logvar, "latent": latent, "skip_weight": w}
