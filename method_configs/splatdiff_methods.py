@@ -25,11 +25,11 @@ from nerfstudio_splatdiff.pipeline import SplatdiffPipelineConfig
 
 PAPER = dict(
     image_size=128, widths=(128, 256, 512, 512), layers=2, groups=32, scenes_per_batch=32, lr=5e-5,
-    max_steps=400_000, lpips_weight=0.01, ema_decay=0.9999, steps_per_save=5_000, num_workers=8,
+    max_steps=400_000, lpips_weight=0.01, ema_decay=0.9999, steps_per_save=5_000, num_workers=8, max_scale_px=4.0,
 )  # fmt: skip
 SMALL = dict(
     image_size=64, widths=(32, 64, 128, 128), layers=1, groups=32, scenes_per_batch=8, lr=2e-4,
-    max_steps=3_000, lpips_weight=0.0, ema_decay=0.995, steps_per_save=500, num_workers=2,
+    max_steps=3_000, lpips_weight=0.0, ema_decay=0.995, steps_per_save=500, num_workers=2, max_scale_px=2.0,
 )  # fmt: skip
 
 
@@ -58,7 +58,7 @@ def _trainer(method: str, network, p: dict) -> TrainerConfig:
                 kl_weight=1e-5,
                 lpips_weight=p["lpips_weight"],
                 lpips_start_step=phase2,
-                scale_reg_weight=0.1,
+                scale_reg_weight=0.0,  # scales are bounded by the head's soft pixel cap instead
                 max_scale=0.1,
                 ema_decay=p["ema_decay"],
                 eval_skip_weight=1.0,
@@ -79,12 +79,12 @@ def _trainer(method: str, network, p: dict) -> TrainerConfig:
 
 def _var(p: dict) -> VARNetConfig:
     return VARNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"], norm_num_groups=p["groups"],
-                        latent_channels=4, skip_dropout=0.5, head=SplatterHeadConfig(gaussians_per_pixel=2))  # fmt: skip
+                        latent_channels=4, skip_dropout=0.5, head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p["max_scale_px"]))  # fmt: skip
 
 
 def _regression(p: dict) -> RegressionNetConfig:
     return RegressionNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"], norm_num_groups=p["groups"],
-                               head=SplatterHeadConfig(gaussians_per_pixel=2))  # fmt: skip
+                               head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p["max_scale_px"]))  # fmt: skip
 
 
 splatdiff_var = MethodSpecification(

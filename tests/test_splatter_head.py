@@ -98,3 +98,16 @@ def test_head_rejects_wrong_channel_count_and_cameras():
     with pytest.raises(SplatdiffError, match="c2w"):
         head(torch.zeros(1, 30, 4, 4, dtype=torch.float64), c2w[0], K, near, far)
     assert math.isclose(head.config.scale_bias, math.log(0.02))
+
+
+def test_scale_cap_bounds_the_footprint_in_pixels():
+    B, M, H, W = 1, 1, 3, 4
+    c2w, K = camera(B, H, W)
+    raw = raw_with(B, M, H, W, scale=torch.linspace(-6, 6, 3)[:, None, None].expand(3, H, W).double())
+    near, far = torch.full((1,), 2.0, dtype=torch.float64), torch.full((1,), 2.0 + 1e-9, dtype=torch.float64)
+    capped = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=M, max_scale_px=3.0))(raw, c2w, K, near, far)
+    plain = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=M))(raw, c2w, K, near, far)
+    cap = 3.0 * 2.0 / 9.0  # 3 px at depth 2 with the smaller focal (9 px)
+    assert (capped.scales < cap).all() and (capped.scales <= plain.scales).all()
+    small = plain.scales < 0.01 * cap
+    assert torch.allclose(capped.scales[small], plain.scales[small], rtol=0.02)  # unchanged where far below the cap

@@ -73,3 +73,28 @@ def test_regression_net_takes_the_same_call():
     net = RegressionNetConfig(**SMALL, attention_levels=()).setup().eval()
     out = net(*inputs(), skip_weight=0.3)
     assert out["gaussians"].means.shape == (2, 2 * 32 * 32, 3)
+
+
+def test_loads_local_autoencoderkl_weights(tmp_path):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=SMALL["block_out_channels"],
+        layers_per_block=1, latent_channels=4, norm_num_groups=16,
+    )  # fmt: skip
+    vae.save_pretrained(tmp_path / "vae")
+    net = VARNetConfig(**SMALL, pretrained_autoencoder=tmp_path / "vae").setup()
+    assert torch.equal(net.encoder.conv_in.weight, vae.encoder.conv_in.weight)
+    assert torch.equal(net.decoder.mid_block.resnets[0].conv1.weight, vae.decoder.mid_block.resnets[0].conv1.weight)
+    assert net.decoder.conv_out.out_channels == 30  # the splatter output layer is new
+    with pytest.raises(SplatdiffError, match="No AutoencoderKL weights at"):
+        VARNetConfig(**SMALL, pretrained_autoencoder=tmp_path / "missing").setup()
+
+
+def test_method_presets_bind_the_viewer_to_localhost():
+    from method_configs.splatdiff_methods import splatdiff_regression_small, splatdiff_var, splatdiff_var_small
+
+    for spec in (splatdiff_var, splatdiff_var_small, splatdiff_regression_small):
+        assert spec.config.viewer.websocket_host == "127.0.0.1"
+    assert splatdiff_var.config.pipeline.model.image_size == 128 and splatdiff_var_small.config.pipeline.model.image_size == 64

@@ -4,7 +4,7 @@ Per pixel and Gaussian the 15 channels are, in order (Splatter Image's parameter
   opacity (1)  sigmoid
   depth   (1)  sigmoid(x) * (far - near) + near: the camera-space z along the pixel ray, per-scene range
   offset  (3)  added to the ray point in camera space
-  scale   (3)  exp
+  scale   (3)  exp, softly capped at `max_scale_px` pixels (at the Gaussian's depth in the input view) when set
   rotation(4)  (w, x, y, z) quaternion, normalised, in camera space; rotated into the world by camera-to-world
   colour  (3)  SH degree-0 coefficient: rgb = 0.5 + C0 * x (the .ply's f_dc)
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Type
+from typing import Optional, Type
 
 import torch
 from jaxtyping import Float
@@ -45,6 +45,9 @@ class SplatterHeadConfig(InstantiateConfig):
     depth_gain: float = 1.0
     rotation_gain: float = 1.0
     opacity_gain: float = 1.0
+    max_scale_px: Optional[float] = None
+    """Soft cap on each scale, in input-view pixels at the Gaussian's depth: s = e / (1 + e / cap) with e = exp(x).
+    Bounds the rasteriser's work (a few huge Gaussians cost as much as the whole image); None: plain exp."""
 
 
 class SplatterHead(nn.Module):
@@ -120,10 +123,14 @@ class SplatterHead(nn.Module):
         q_cam = part("rotation")
         q_cam = q_cam / q_cam.norm(dim=-1, keepdim=True).clamp(min=1e-8)
         quats = quat_multiply(rotmat_to_quat(R)[:, None].expand_as(q_cam), q_cam)
+        scales = torch.exp(part("scale"))
+        if self.config.max_scale_px is not None:
+            cap = self.config.max_scale_px * depth / torch.minimum(fx, fy).reshape(B, 1, 1)  # [B, N, 1]
+            scales = scales / (1 + scales / cap)
         return Gaussians(
             means=means,
             quats=quats,
-            scales=torch.exp(part("scale")),
+            scales=scales,
             opacities=torch.sigmoid(part("opacity"))[..., 0],
             colors=0.5 + SH_C0 * part("colour"),
         )
