@@ -4,6 +4,9 @@
   LPIPS 0.01 and lr 5e-6 in the second phase). Needs a GPU and the LPIPS VGG weights in the torch hub cache.
 - `splatdiff-var-small`, `splatdiff-regression-small`: a CPU preset at 64x64 that trains in minutes on the
   procedural data; LPIPS is off in this preset so it runs offline.
+- `splatdiff-diffusion` / `splatdiff-diffusion-small`: latent diffusion over a trained VAR of the same preset
+  (`--pipeline.model.var-checkpoint <var run>/config.yml`): SD-U-Net-shaped denoiser from scratch, Adam 1e-4 with
+  exponential decay, condition dropped 20% of the time, 50 DDIM steps at inference.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
 from nerfstudio_splatdiff.models.splatter_head import SplatterHeadConfig
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
-from nerfstudio_splatdiff.pipeline import SplatdiffPipelineConfig
+from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
+from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
+from nerfstudio_splatdiff.pipeline import DiffusionPipelineConfig, SplatdiffPipelineConfig
+from nerfstudio_splatdiff.schedulers import ExponentialLRSchedulerConfig
 
 PAPER = dict(
     image_size=128, widths=(128, 256, 512, 512), layers=2, groups=32, scenes_per_batch=32, lr=5e-5,
@@ -102,4 +108,62 @@ splatdiff_regression = MethodSpecification(
 splatdiff_regression_small = MethodSpecification(
     config=_trainer("splatdiff-regression-small", _regression(SMALL), SMALL),
     description="Splatter-Image-like regression baseline (CPU preset, 64x64)",
+)
+
+
+DIFFUSION_PAPER = dict(image_size=128, widths=(320, 640, 1280, 1280), attention=(1, 2, 3), layers=2, groups=32,
+                       scenes_per_batch=32, max_steps=200_000, ema_decay=0.9999, num_workers=8)  # fmt: skip
+DIFFUSION_SMALL = dict(image_size=64, widths=(64, 128, 128), attention=(1, 2), layers=1, groups=32,
+                       scenes_per_batch=32, max_steps=3_000, ema_decay=0.995, num_workers=2)  # fmt: skip
+
+
+def _diffusion(method: str, p: dict) -> TrainerConfig:
+    return TrainerConfig(
+        method_name=method,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=2_000,
+        steps_per_eval_all_images=1_000_000,
+        steps_per_save=1_000,
+        max_num_iterations=p["max_steps"],
+        mixed_precision=False,
+        pipeline=DiffusionPipelineConfig(
+            datamanager=MultiSceneDataManagerConfig(
+                dataparser=Co3dDataParserConfig(resolution=p["image_size"]),
+                scenes_per_batch=p["scenes_per_batch"],
+                num_target_views=1,  # training needs only the source view; evaluation uses every frame
+                num_workers=p["num_workers"],
+            ),
+            model=DiffusionModelConfig(
+                denoiser=DenoiserNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"],
+                                           attention_levels=p["attention"], norm_num_groups=p["groups"]),  # fmt: skip
+                image_size=p["image_size"],
+                cond_drop_prob=0.2,
+                input_mask_prob=0.0,
+                ema_decay=p["ema_decay"],
+                scheduler="ddim",
+                num_steps=50,
+                guidance_weight=0.0,
+                skip_weight=1.0,
+                eval_num_samples=20,
+            ),
+        ),
+        optimizers={
+            "denoiser": {
+                "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-8, max_norm=1.0),
+                "scheduler": ExponentialLRSchedulerConfig(lr_final=1e-5, max_steps=p["max_steps"]),
+            }
+        },
+        viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),
+        machine=MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu"),
+        vis="viewer",
+    )
+
+
+splatdiff_diffusion = MethodSpecification(
+    config=_diffusion("splatdiff-diffusion", DIFFUSION_PAPER),
+    description="splatdiff stage 2: latent diffusion over a trained VAR (paper preset, 128x128)",
+)
+splatdiff_diffusion_small = MethodSpecification(
+    config=_diffusion("splatdiff-diffusion-small", DIFFUSION_SMALL),
+    description="splatdiff stage 2: latent diffusion over a trained VAR (CPU preset, 64x64)",
 )

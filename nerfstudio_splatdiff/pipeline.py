@@ -18,6 +18,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
+from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.losses import lpips_backbone_file
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
 from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
@@ -94,7 +95,7 @@ class SplatdiffPipeline(VanillaPipeline):
             if get_std:
                 out[f"{k}_std"] = float(np.nanstd(arr)) if np.isfinite(arr).any() else float("nan")
         if "lpips" not in out:
-            out["lpips_note"] = f"LPIPS not computed: its backbone weights are not at {lpips_backbone_file(self.model.config.lpips_net)}"  # type: ignore[assignment]
+            out["lpips_note"] = f"LPIPS not computed: its backbone weights are not at {lpips_backbone_file('vgg')}"  # type: ignore[assignment]
         self.train()
         return out
 
@@ -105,3 +106,11 @@ class SplatdiffPipeline(VanillaPipeline):
         sheet = contact_sheet([[gt[0]] + [images["pred"][v] for v in views], [gt[0]] + [gt[v] for v in views]])
         save_png(folder / f"scene_{index:04d}.png", sheet)
         (folder / f"scene_{index:04d}.json").write_text(json.dumps({"target_views": views}))
+
+
+@dataclass
+class DiffusionPipelineConfig(SplatdiffPipelineConfig):
+    """The same pipeline with the latent diffusion model (so `--pipeline.model.*` parses its options)."""
+
+    _target: Type = field(default_factory=lambda: SplatdiffPipeline)
+    model: DiffusionModelConfig = field(default_factory=DiffusionModelConfig)

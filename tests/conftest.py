@@ -22,3 +22,17 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data samples not found at {REAL_DATA} (set SPLATDIFF_REAL_DATA to their folder)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_var_run(tmp_path_factory):
+    """A 30-step `ns-train splatdiff-var-small` run on 6 procedural scenes: (work folder, config.yml)."""
+    from cli_helpers import run_cli, train_cmd
+
+    from nerfstudio_splatdiff.data.procedural.generate import generate_dataset
+
+    root = tmp_path_factory.mktemp("var_run")
+    generate_dataset(root / "data", scenes=6, views=5, resolution=64, seed=3)
+    run_cli(train_cmd("splatdiff-var-small", root / "data", root / "out", root / "cache", 30))
+    (config,) = (root / "out").glob("*/splatdiff-var-small/*/config.yml")
+    return root, config

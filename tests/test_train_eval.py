@@ -4,36 +4,16 @@ the checkpoint renders through the viewer path, and user mistakes get one clear 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from nerfstudio_splatdiff.data.procedural.generate import generate_dataset
+from cli_helpers import run_cli as run, train_cmd
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def run(cmd: list[str], env_extra: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{cmd[0]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
-
-
-def train_cmd(method: str, data: Path, out: Path, cache: Path, iters: int, *extra: str) -> list[str]:
-    return [
-        str(BIN / "ns-train"), method, "--max-num-iterations", str(iters), "--vis", "tensorboard",
-        "--output-dir", str(out), "--logging.steps-per-log", "1", "--steps-per-eval-batch", "1000",
-        "--steps-per-eval-image", "1000", "--steps-per-save", "1000",
-        "--pipeline.datamanager.scenes-per-batch", "4", "--pipeline.datamanager.num-workers", "0",
-        *extra, "co3d-data", "--data", str(data), "--cache-dir", str(cache),
-    ]  # fmt: skip
 
 
 def train_losses(run_dir: Path) -> list[float]:
@@ -45,12 +25,8 @@ def train_losses(run_dir: Path) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    generate_dataset(root / "data", scenes=6, views=5, resolution=64, seed=3)
-    run(train_cmd("splatdiff-var-small", root / "data", root / "out", root / "cache", 30))
-    (config,) = (root / "out").glob("*/splatdiff-var-small/*/config.yml")
-    return root, config
+def trained(tiny_var_run):
+    return tiny_var_run
 
 
 def test_training_lowers_the_loss(trained):

@@ -1,0 +1,262 @@
+"""nerfstudio Model `splatdiff-diffusion`: latent diffusion over the latents of a frozen VAR.
+
+Training: the frozen VAR encodes the source view; the target is a latent SAMPLED from its posterior, the condition
+is the posterior mean (both scaled to unit variance); the condition is zeroed with probability `cond_drop_prob`
+(classifier-free guidance) and, in the optional fine-tune phase, a random part of it is masked. Loss: epsilon-MSE.
+Inference: N latents per input in one batched denoiser call per step, decoded by the VAR's reconstructor with the
+input's skip features (scaled by `skip_weight`) into N complete Gaussian scenes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Type
+
+import torch
+import torch.nn.functional as F
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import ModelConfig
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerSlider
+from torch import Tensor
+from torch.nn import Parameter
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models import losses
+from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
+from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility_masks
+from nerfstudio_splatdiff.models.sampling import NoiseSchedule, SchedulerKind, check_sampling_args, sample_latents
+from nerfstudio_splatdiff.models.scene_model import SceneModel
+from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
+from nerfstudio_splatdiff.splats import Gaussians
+
+
+@dataclass
+class DiffusionModelConfig(ModelConfig):
+    _target: Type = field(default_factory=lambda: DiffusionModel)
+    var_checkpoint: Optional[Path] = None
+    """The frozen VAR: a splatdiff-var run's config.yml, its nerfstudio_models folder, or a .ckpt file."""
+    denoiser: DenoiserNetConfig = field(default_factory=DenoiserNetConfig)
+    schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
+    image_size: int = 128
+    cond_drop_prob: float = 0.2
+    """Probability of zeroing the condition in training (classifier-free guidance)."""
+    input_mask_prob: float = 0.0
+    """Fine-tune phase: probability of masking a random half of the condition (the paper uses 0.5)."""
+    ema_decay: float = 0.9999
+    bf16: bool = True
+    background_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scheduler: SchedulerKind = "ddim"
+    num_steps: int = 50
+    guidance_weight: float = 0.0
+    """(1 + w) eps(x, c) - w eps(x, 0); 0 = no guidance."""
+    skip_weight: float = 1.0
+    eval_num_samples: int = 20
+    """N for the best-of-N oracle metrics in ns-eval."""
+    seed: int = 0
+    enable_collider: bool = False
+
+
+class DiffusionModel(SceneModel):
+    config: DiffusionModelConfig
+
+    def populate_modules(self) -> None:
+        c = self.config
+        if c.var_checkpoint is None:
+            raise SplatdiffError("splatdiff-diffusion needs a trained VAR: pass --pipeline.model.var-checkpoint "
+                                 "outputs/<run>/splatdiff-var/<timestamp>/config.yml.")  # fmt: skip
+        self.var, var_cfg = load_frozen_var(c.var_checkpoint)
+        if var_cfg.image_size != c.image_size:
+            raise SplatdiffError(f"The VAR was trained on {var_cfg.image_size}x{var_cfg.image_size} images but this "
+                                 f"diffusion preset is for {c.image_size}x{c.image_size}; use the matching preset.")  # fmt: skip
+        if var_cfg.network.latent_channels != c.denoiser.latent_channels:
+            raise SplatdiffError(f"The VAR's latent has {var_cfg.network.latent_channels} channels, the denoiser expects "
+                                 f"{c.denoiser.latent_channels}.")  # fmt: skip
+        self.denoiser = c.denoiser.setup()
+        self.ema: Optional[AveragedModel] = None
+        if c.ema_decay > 0:
+            self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
+            self.ema.requires_grad_(False)
+        self.register_buffer("latent_scale", torch.zeros(()))  # 1 / std of the latents, set from the first batch
+        self.train_scheduler = c.schedule.training_scheduler()
+        self.lpips = losses.maybe_lpips("vgg", required=False)
+        self.step = 0
+        self.setup_viewer_scenes()
+        self.viewer_guidance = ViewerSlider("Guidance weight", c.guidance_weight, 0.0, 5.0, 0.1, cb_hook=self._knob)
+        self.viewer_skip = ViewerSlider("Skip weight", c.skip_weight, 0.0, 1.0, 0.05, cb_hook=self._knob)
+        self.viewer_sample = ViewerSlider("Sample index", 0, 0, 7, 1, cb_hook=self._knob)
+        self.viewer_resample = ViewerButton("Resample", cb_hook=self._resample)
+        self._viewer_seed = c.seed
+
+    def _knob(self, _=None) -> None:
+        self._viewer_cache.clear()
+
+    def _resample(self, _=None) -> None:
+        self._viewer_seed += 1
+        self._viewer_cache.clear()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.var.eval()  # frozen: never in training mode
+        return self
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {"denoiser": list(self.denoiser.parameters())}
+
+    def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def after_step(step: int) -> None:
+            self.step = step
+            if self.ema is not None:
+                self.ema.update_parameters(self.denoiser)
+                self._viewer_cache.clear()
+
+        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], after_step)]
+
+    def eval_denoiser(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.denoiser
+
+    # -- latents ----------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_source(self, batch: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """(posterior mean, logvar, skip features) of each scene's source view, from the frozen VAR."""
+        images = batch["images"]
+        self.check_image_size(images)
+        with self.autocast(images.device):
+            mean, logvar, skip = self.var.encode(images[:, 0].permute(0, 3, 1, 2))
+        return mean.float(), logvar.float(), skip
+
+    def _scale(self, mean: Tensor, logvar: Tensor) -> Tensor:
+        if float(self.latent_scale) == 0.0:  # Stable Diffusion's trick: bring the latents to unit variance
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+            self.latent_scale.fill_(1.0 / float(z.std().clamp(min=1e-6)))
+        return self.latent_scale
+
+    def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
+        if batch is None:
+            raise SplatdiffError("splatdiff-diffusion trains from a batch of scenes; call forward(cameras, batch).")
+        mean, logvar, _ = self.encode_source(batch)
+        s = self._scale(mean, logvar)
+        z0 = (mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)) * s
+        cond = mean * s
+        B = z0.shape[0]
+        if self.training:
+            drop = torch.rand(B, device=z0.device) < self.config.cond_drop_prob
+            cond = torch.where(drop[:, None, None, None], torch.zeros_like(cond), cond)
+            if self.config.input_mask_prob > 0:
+                cond = cond * self._random_half_masks(cond)
+        noise = torch.randn_like(z0)
+        t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (B,), device=z0.device)
+        noisy = self.train_scheduler.add_noise(z0, noise, t)
+        with self.autocast(z0.device):
+            eps = self.denoiser(noisy, t, cond)
+        return {"eps_pred": eps.float(), "eps": noise}
+
+    def _random_half_masks(self, cond: Tensor) -> Tensor:
+        """Per sample, with probability input_mask_prob, a mask that hides a random half (left/right/top/bottom)."""
+        B, _, h, w = cond.shape
+        masks = torch.ones(B, 1, h, w, device=cond.device)
+        for b in torch.nonzero(torch.rand(B) < self.config.input_mask_prob).flatten().tolist():
+            side = int(torch.randint(4, ()))
+            if side == 0:
+                masks[b, :, :, : w // 2] = 0
+            elif side == 1:
+                masks[b, :, :, w // 2 :] = 0
+            elif side == 2:
+                masks[b, :, : h // 2] = 0
+            else:
+                masks[b, :, h // 2 :] = 0
+        return masks
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        return {"eps_mse": F.mse_loss(outputs["eps_pred"], outputs["eps"])}
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        return {"eps_mse": F.mse_loss(outputs["eps_pred"].detach(), outputs["eps"])}
+
+    # -- sampling ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, batch: Dict[str, Tensor], num_samples: int, guidance_weight: Optional[float] = None,
+               skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+        """N complete Gaussian scenes for the source view of a batch of ONE scene: Gaussians [N, ...]."""
+        c = self.config
+        w = c.guidance_weight if guidance_weight is None else guidance_weight
+        k = c.skip_weight if skip_weight is None else skip_weight
+        check_sampling_args(num_samples, w, k, c.num_steps)
+        if batch["images"].shape[0] != 1:
+            raise SplatdiffError("sample() takes a batch of one scene.")
+        mean, _, skip = self.encode_source(batch)
+        s = self.latent_scale if float(self.latent_scale) > 0 else torch.tensor(1.0, device=mean.device)
+        den = self.eval_denoiser()
+
+        def call(x, t, cond):
+            with self.autocast(x.device):
+                return den(x, t, cond).float()
+
+        z = sample_latents(call, mean * s, num_samples, c.schedule, c.scheduler, c.num_steps, w,
+                           c.seed if seed is None else seed)[0] / s  # fmt: skip
+        N = num_samples
+        with self.autocast(z.device):
+            raw = self.var.decode_raw(z, skip.expand(N, *skip.shape[1:]), k)
+        rep = lambda key: batch[key][:, 0].expand(N, *batch[key].shape[2:])  # noqa: E731
+        return self.var.head(raw.float(), rep("c2w").float(), rep("K").float(),
+                             batch["depth_near"].expand(N).float(), batch["depth_far"].expand(N).float())  # fmt: skip
+
+    @torch.no_grad()
+    def evaluate_scene(self, batch: Dict[str, Tensor], num_samples: Optional[int] = None) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """1-sample metrics, best-of-N (per scene, by PSNR over the targets), diversity, and seconds per sample."""
+        N = num_samples or self.config.eval_num_samples
+        size = batch["images"].shape[-2]
+        t0 = time.perf_counter()
+        g = self.sample(batch, N)
+        seconds = (time.perf_counter() - t0) / N
+        V = batch["c2w"].shape[1]
+        preds = []
+        for n in range(N):  # render sample by sample to bound memory
+            preds.append(self.render_views(g.scene(n), batch["c2w"], batch["K"], size)["rgb"][0])
+        preds = torch.stack(preds)  # [N, V, H, W, 3]
+        gt = batch["images"][0]
+        per_sample = torch.stack([psnr(preds[n, 1:], gt[1:]) for n in range(N)])
+        best = int(per_sample.argmax())
+        m: Dict[str, Tensor] = {"psnr": per_sample[0], "ssim": losses.ssim(preds[0, 1:], gt[1:]),
+                                "psnr_input": psnr(preds[0, :1], gt[:1]), "psnr_best": per_sample[best],
+                                "ssim_best": losses.ssim(preds[best, 1:], gt[1:]),
+                                "seconds_per_sample": torch.tensor(seconds)}  # fmt: skip
+        std = preds[:, 1:].std(dim=0).mean(dim=-1, keepdim=True) if N > 1 else torch.zeros_like(gt[1:, ..., :1])
+        m["diversity"] = std.mean()
+        if "masks" in batch:
+            mk = batch["masks"][0, 1:]
+            m.update(object_metrics(preds[0, 1:], gt[1:], mk))
+            m["psnr_objects_best"] = object_metrics(preds[best, 1:], gt[1:], mk)["psnr_objects"]
+        if self.lpips is not None:
+            m["lpips"] = self.lpips(preds[0, 1:], gt[1:])
+            m["lpips_best"] = self.lpips(preds[best, 1:], gt[1:])
+        if "depths" in batch:
+            visible, occluded = visibility_masks(batch["depths"][0], batch["c2w"][0], batch["K"][0])
+            for name, region in (("visible", visible[1:]), ("occluded", occluded[1:])):
+                m[f"psnr_{name}"] = psnr(preds[0, 1:], gt[1:], region)
+                m[f"psnr_{name}_best"] = psnr(preds[best, 1:], gt[1:], region)
+                m[f"diversity_{name}"] = (std * region).sum() / region.sum().clamp(min=1)
+        metrics = {k: float(v) for k, v in m.items()}
+        metrics["num_samples"] = float(N)
+        return metrics, {"pred": preds[0], "gt": gt, "samples": preds, "gaussians": g}
+
+    def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        metrics, images = self.evaluate_scene(batch, num_samples=min(4, self.config.eval_num_samples))
+        row = torch.cat([torch.cat(list(images["gt"]), 1)] + [torch.cat(list(s), 1) for s in images["samples"]], 0)
+        return metrics, {"gt_then_samples": row}
+
+    @torch.no_grad()
+    def viewer_gaussians(self) -> Optional[Gaussians]:
+        batch = self.viewer_batch()
+        if batch is None:
+            return None
+        key = (self.viewer_scene.value, float(self.viewer_guidance.value), float(self.viewer_skip.value), self._viewer_seed)
+        if key not in self._viewer_cache:
+            n = int(self.viewer_sample.max) + 1  # all samples of the slider's range in one batched call
+            g = self.sample(batch, n, float(self.viewer_guidance.value), float(self.viewer_skip.value), self._viewer_seed)
+            self._viewer_cache = {key: g}
+        idx = int(self.viewer_sample.value)
+        return self._viewer_cache[key].scene(min(idx, self._viewer_cache[key].batch_size - 1))

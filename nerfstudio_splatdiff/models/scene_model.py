@@ -1,0 +1,79 @@
+"""What every splatdiff nerfstudio model shares: input-size checks, rendering scenes into their views, and the
+viewer (a dropdown of evaluation scenes whose Gaussians render live from the viewer's camera)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.models.base_model import Model
+from nerfstudio.viewer.viewer_elements import ViewerDropdown
+from torch import Tensor
+
+from nerfstudio_splatdiff.data.cameras import invert_rigid, opengl_c2w_to_opencv_c2w
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats import Gaussians, render_gaussians
+
+# The viewer's world: the input camera's frame turned from OpenCV (y down, z forward) to OpenGL (y up, z back),
+# so the input view opens upright. The same matrix converts back.
+VIEWER_FROM_SCENE = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+
+
+class SceneModel(Model):
+    """Base for models that turn the source view of a scene batch into Gaussians (subclasses: `reconstruct`,
+    `evaluate_scene`, `viewer_gaussians`). Config needs `image_size`, `background_color`, `bf16`."""
+
+    def setup_viewer_scenes(self) -> None:
+        self.scene_provider: Optional[Callable[[int], Tuple[Cameras, Dict[str, Tensor]]]] = None
+        self._viewer_cache: Dict[Any, Gaussians] = {}
+        names = list(self.kwargs.get("metadata", {}).get("eval_scene_names", [])) or ["(no eval scenes)"]
+        self._scene_names = names
+        self.viewer_scene = ViewerDropdown("Eval scene", names[0], names, cb_hook=lambda _: self._viewer_cache.clear())
+
+    def autocast(self, device: torch.device):
+        if self.config.bf16 and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def check_image_size(self, images: Tensor) -> None:
+        H, W = images.shape[-3:-1]
+        if (H, W) != (self.config.image_size, self.config.image_size):
+            raise SplatdiffError(
+                f"This model takes {self.config.image_size}x{self.config.image_size} images but got {W}x{H}: set the "
+                f"data resolution to {self.config.image_size} (--pipeline.datamanager.dataparser.resolution) or use the "
+                "preset made for this size."
+            )
+
+    def render_views(self, gaussians: Gaussians, c2w: Tensor, K: Tensor, size: int) -> dict:
+        """Render scenes [B] into their views c2w [B, V, 4, 4] (OpenCV camera-to-world)."""
+        bg = torch.tensor(self.config.background_color, device=c2w.device)
+        out = render_gaussians(gaussians, invert_rigid(c2w.float()), K.float(), size, size, background=bg)
+        return {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
+
+    def viewer_batch(self) -> Optional[Dict[str, Tensor]]:
+        """The evaluation scene chosen in the viewer's dropdown, or None."""
+        if self.scene_provider is None or self.viewer_scene.value not in self._scene_names:
+            return None
+        return self.scene_provider(self._scene_names.index(self.viewer_scene.value))[1]
+
+    def viewer_gaussians(self) -> Optional[Gaussians]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
+        """Render the chosen scene from a viewer camera: rgb [H, W, 3], accumulation and depth [H, W, 1]."""
+        gaussians = self.viewer_gaussians()
+        camera = camera.to(self.device)
+        W, H = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+        if gaussians is None:
+            blank = torch.zeros(H, W, 1, device=self.device)
+            return {"rgb": blank.expand(H, W, 3), "accumulation": blank, "depth": blank}
+        c2w_gl = torch.cat([camera.camera_to_worlds.reshape(-1, 3, 4)[0], torch.tensor([[0.0, 0, 0, 1]], device=self.device)])
+        c2w = opengl_c2w_to_opencv_c2w(VIEWER_FROM_SCENE.to(self.device) @ c2w_gl)
+        f = lambda t: float(t.reshape(-1)[0])  # noqa: E731
+        K = torch.tensor([[f(camera.fx), 0.0, f(camera.cx)], [0.0, f(camera.fy), f(camera.cy)], [0.0, 0.0, 1.0]], device=self.device)
+        bg = torch.tensor(self.config.background_color, device=self.device)
+        out = render_gaussians(gaussians, invert_rigid(c2w)[None, None], K[None, None], W, H, background=bg)
+        return {"rgb": out.rgb[0, 0], "accumulation": out.alpha[0, 0], "depth": out.depth[0, 0]}
