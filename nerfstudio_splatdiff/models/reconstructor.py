@@ -7,30 +7,25 @@ the network (as Splatter Image keeps) is used for evaluation and the viewer.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from nerfstudio.models.base_model import Model, ModelConfig
-from nerfstudio.viewer.viewer_elements import ViewerDropdown, ViewerSlider
+from nerfstudio.models.base_model import ModelConfig
+from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from nerfstudio_splatdiff.data.cameras import invert_rigid, opengl_c2w_to_opencv_c2w
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
+from nerfstudio_splatdiff.models.scene_model import SceneModel
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
-from nerfstudio_splatdiff.splats import Gaussians, render_gaussians
-
-# The viewer's world: the input camera's frame turned from OpenCV (y down, z forward) to OpenGL (y up, z back),
-# so the input view opens upright. The same matrix converts back.
-VIEWER_FROM_SCENE = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+from nerfstudio_splatdiff.splats import Gaussians
 
 
 @dataclass
@@ -59,7 +54,7 @@ class ReconstructorModelConfig(ModelConfig):
     enable_collider: bool = False
 
 
-class ReconstructorModel(Model):
+class ReconstructorModel(SceneModel):
     config: ReconstructorModelConfig
 
     def populate_modules(self) -> None:  # the base version adds a ray collider, which a splat model has no use for
@@ -71,13 +66,9 @@ class ReconstructorModel(Model):
             self.ema.requires_grad_(False)
         self.lpips = losses.maybe_lpips(self.config.lpips_net, required=self.config.lpips_weight > 0)
         self.step = 0
-        self.scene_provider: Optional[Callable[[int], Tuple[Cameras, Dict[str, Tensor]]]] = None
-        self._viewer_cache: Dict[Any, Gaussians] = {}
-        names = list(self.kwargs.get("metadata", {}).get("eval_scene_names", [])) or ["(no eval scenes)"]
-        self.viewer_scene = ViewerDropdown("Eval scene", names[0], names, cb_hook=lambda _: self._viewer_cache.clear())
+        self.setup_viewer_scenes()
         self.viewer_skip = ViewerSlider("Skip weight", self.config.eval_skip_weight, 0.0, 1.0, 0.05,
                                         cb_hook=lambda _: self._viewer_cache.clear(), disabled=not self.is_var)  # fmt: skip
-        self._scene_names = names
 
     # -- nerfstudio plumbing ----------------------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -96,34 +87,14 @@ class ReconstructorModel(Model):
         return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.net
 
     # -- reconstruction -----------------------------------------------------------------------------------------
-    def _autocast(self, device: torch.device):
-        if self.config.bf16 and device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-    def check_image_size(self, images: Tensor) -> None:
-        H, W = images.shape[-3:-1]
-        if (H, W) != (self.config.image_size, self.config.image_size):
-            raise SplatdiffError(
-                f"This model takes {self.config.image_size}x{self.config.image_size} images but got {W}x{H}: set the "
-                f"data resolution to {self.config.image_size} (--pipeline.datamanager.dataparser.resolution) or use the "
-                "preset made for this size."
-            )
-
     def reconstruct(self, batch: Dict[str, Tensor], net: Optional[torch.nn.Module] = None, **kwargs) -> dict:
         """Gaussians from each scene's source view (view 0), in the source camera's frame."""
         images = batch["images"]
         self.check_image_size(images)
         net = net or self.net
-        with self._autocast(images.device):
+        with self.autocast(images.device):
             return net(images[:, 0].permute(0, 3, 1, 2), batch["c2w"][:, 0], batch["K"][:, 0],
                        batch["depth_near"], batch["depth_far"], **kwargs)  # fmt: skip
-
-    def render_views(self, gaussians: Gaussians, c2w: Tensor, K: Tensor, size: int) -> dict:
-        """Render scenes [B] into their views c2w [B, V, 4, 4] (OpenCV camera-to-world)."""
-        bg = torch.tensor(self.config.background_color, device=c2w.device)
-        out = render_gaussians(gaussians, invert_rigid(c2w.float()), K.float(), size, size, background=bg)
-        return {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
 
     def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Any]:
         """Training / eval-batch pass: reconstruct from view 0, render all views [B, V, H, W, *]."""
@@ -183,28 +154,11 @@ class ReconstructorModel(Model):
     @torch.no_grad()
     def viewer_gaussians(self) -> Optional[Gaussians]:
         """Reconstruction of the eval scene chosen in the viewer's dropdown (cached until a knob changes)."""
-        if self.scene_provider is None or self.viewer_scene.value not in self._scene_names:
+        batch = self.viewer_batch()
+        if batch is None:
             return None
         key = (self.viewer_scene.value, float(self.viewer_skip.value))
         if key not in self._viewer_cache:
-            _, batch = self.scene_provider(self._scene_names.index(self.viewer_scene.value))
             rec = self.reconstruct(batch, net=self.eval_net(), skip_weight=float(self.viewer_skip.value), sample_latent=False)
             self._viewer_cache = {key: rec["gaussians"]}
         return self._viewer_cache[key]
-
-    @torch.no_grad()
-    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
-        """Render the chosen scene from a viewer camera: rgb [H, W, 3], accumulation and depth [H, W, 1]."""
-        gaussians = self.viewer_gaussians()
-        camera = camera.to(self.device)
-        W, H = int(camera.width[0, 0]), int(camera.height[0, 0])
-        if gaussians is None:
-            blank = torch.zeros(H, W, 1, device=self.device)
-            return {"rgb": blank.expand(H, W, 3), "accumulation": blank, "depth": blank}
-        c2w_gl = torch.cat([camera.camera_to_worlds[0], torch.tensor([[0.0, 0, 0, 1]], device=self.device)], 0)
-        c2w = opengl_c2w_to_opencv_c2w(VIEWER_FROM_SCENE.to(self.device) @ c2w_gl)
-        K = torch.tensor([[float(camera.fx[0, 0]), 0.0, float(camera.cx[0, 0])],
-                          [0.0, float(camera.fy[0, 0]), float(camera.cy[0, 0])], [0.0, 0.0, 1.0]], device=self.device)  # fmt: skip
-        bg = torch.tensor(self.config.background_color, device=self.device)
-        out = render_gaussians(gaussians, invert_rigid(c2w)[None, None], K[None, None], W, H, background=bg)
-        return {"rgb": out.rgb[0, 0], "accumulation": out.alpha[0, 0], "depth": out.depth[0, 0]}
