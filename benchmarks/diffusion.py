@@ -72,6 +72,10 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, default=20)
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "procedural")
     ap.add_argument("--max-scenes", type=int, default=None)
+    ap.add_argument("--var-config", type=Path, default=EVIDENCE / "splatdiff-var-small" / "run" / "config.yml")
+    ap.add_argument("--regression-config", type=Path, default=EVIDENCE / "splatdiff-regression-small" / "run" / "config.yml")
+    ap.add_argument("--diffusion-config", type=Path, help="an existing diffusion run to evaluate (skips training)")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     from nerfstudio.utils.eval_utils import eval_setup
 
@@ -79,9 +83,11 @@ def main() -> None:
     from nerfstudio_splatdiff.models.metrics import psnr, visibility_masks
     from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
-    var_cfg = EVIDENCE / "splatdiff-var-small" / "run" / "config.yml"
-    reg_cfg = EVIDENCE / "splatdiff-regression-small" / "run" / "config.yml"
-    diff_cfg, train_s = train_diffusion(args.data, var_cfg, ROOT / "outputs" / "evidence", args.iterations)
+    var_cfg, reg_cfg = args.var_config, args.regression_config
+    if args.diffusion_config is not None:
+        diff_cfg, train_s = args.diffusion_config, float("nan")
+    else:
+        diff_cfg, train_s = train_diffusion(args.data, var_cfg, ROOT / "outputs" / "evidence", args.iterations)
     pipes = {name: eval_setup(cfg, test_mode="test")[1] for name, cfg in
              (("regression", reg_cfg), ("var", var_cfg), ("diffusion", diff_cfg))}  # fmt: skip
     diff = pipes["diffusion"].model
@@ -125,7 +131,7 @@ def main() -> None:
                                 "regression_mode": classify_mode(preds["regression"][b], batch["masks"][0, b], palette)})  # fmt: skip
         if len(fig_rows) < 6:
             fig_rows.append([gt[0], preds["regression"][b], preds["var"][b]] + [samples[k][b] for k in range(4)] + [gt[b]])
-    out_dir = ROOT / "benchmarks" / "results"
+    out_dir = args.out_dir
     save_png(out_dir / "diffusion_back_views.png", contact_sheet(fig_rows))
     # guidance x skip grid for one scene (back view).
     _, batch = loader.get(0)
