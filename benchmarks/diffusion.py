@@ -29,7 +29,9 @@ BIN = Path(sys.executable).parent
 EVIDENCE = ROOT / "outputs" / "evidence" / "var_vs_regression"
 MODE_RULE = ("back view = the frame whose camera is farthest in azimuth from the input; mean RGB of the sample's "
              "render over the ground-truth object mask of that view, normalised to unit brightness, assigned to the "
-             "nearest (Euclidean) normalised mode colour of the generator's palette")  # fmt: skip
+             "nearest (Euclidean) normalised mode colour of the generator's palette; renders whose normalised colour "
+             "is within 0.2 of grey (no hue to speak of) show no mode (-1)")  # fmt: skip
+MIN_CHROMA = 0.2
 
 
 def train_diffusion(data: Path, var_config: Path, out: Path, iterations: int) -> tuple[Path, float]:
@@ -55,6 +57,8 @@ def classify_mode(img: torch.Tensor, mask: torch.Tensor, palette: np.ndarray) ->
         return -1
     c = img[m].mean(0).cpu().numpy()
     c = c / max(np.linalg.norm(c), 1e-6)
+    if np.linalg.norm(c - 1 / np.sqrt(3)) < MIN_CHROMA:
+        return -1  # a grey blur shows no mode
     p = palette / np.linalg.norm(palette, axis=1, keepdims=True)
     return int(np.argmin(np.linalg.norm(p - c, axis=1)))
 
