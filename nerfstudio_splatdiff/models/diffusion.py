@@ -17,12 +17,10 @@ from typing import Dict, List, Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
@@ -76,14 +74,10 @@ class DiffusionModel(SceneModel):
             raise SplatdiffError(f"The VAR's latent has {var_cfg.network.latent_channels} channels, the denoiser expects "
                                  f"{c.denoiser.latent_channels}.")  # fmt: skip
         self.denoiser = c.denoiser.setup()
-        self.ema: Optional[AveragedModel] = None
-        if c.ema_decay > 0:
-            self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
-            self.ema.requires_grad_(False)
+        self.setup_trained_network("denoiser", c.ema_decay)
         self.register_buffer("latent_scale", torch.zeros(()))  # 1 / std of the latents, set from the first batch
         self.train_scheduler = c.schedule.training_scheduler()
         self.lpips = losses.maybe_lpips("vgg", required=False)
-        self.step = 0
         self.setup_viewer_scenes()
         self.viewer_guidance = ViewerSlider("Guidance weight", c.guidance_weight, 0.0, 5.0, 0.1, cb_hook=self._knob)
         self.viewer_skip = ViewerSlider("Skip weight", c.skip_weight, 0.0, 1.0, 0.05, cb_hook=self._knob)
@@ -106,17 +100,8 @@ class DiffusionModel(SceneModel):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"denoiser": list(self.denoiser.parameters())}
 
-    def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        def after_step(step: int) -> None:
-            self.step = step
-            if self.ema is not None:
-                self.ema.update_parameters(self.denoiser)
-                self._viewer_cache.clear()
-
-        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], after_step)]
-
     def eval_denoiser(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.denoiser
+        return self.averaged()
 
     # -- latents ----------------------------------------------------------------------------------------------------
     @torch.no_grad()

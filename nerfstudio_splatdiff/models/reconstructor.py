@@ -12,12 +12,10 @@ from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
@@ -60,12 +58,8 @@ class ReconstructorModel(SceneModel):
     def populate_modules(self) -> None:  # the base version adds a ray collider, which a splat model has no use for
         self.net = self.config.network.setup()
         self.is_var = isinstance(self.config.network, VARNetConfig)
-        self.ema: Optional[AveragedModel] = None
-        if self.config.ema_decay > 0:
-            self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay), use_buffers=True)
-            self.ema.requires_grad_(False)
+        self.setup_trained_network("net", self.config.ema_decay)
         self.lpips = losses.maybe_lpips(self.config.lpips_net, required=self.config.lpips_weight > 0)
-        self.step = 0
         self.setup_viewer_scenes()
         self.viewer_skip = ViewerSlider("Skip weight", self.config.eval_skip_weight, 0.0, 1.0, 0.05,
                                         cb_hook=lambda _: self._viewer_cache.clear(), disabled=not self.is_var)  # fmt: skip
@@ -74,17 +68,8 @@ class ReconstructorModel(SceneModel):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"network": list(self.net.parameters())}
 
-    def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        def after_step(step: int) -> None:
-            self.step = step
-            if self.ema is not None:
-                self.ema.update_parameters(self.net)
-                self._viewer_cache.clear()
-
-        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], after_step)]
-
     def eval_net(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.net
+        return self.averaged()
 
     # -- reconstruction -----------------------------------------------------------------------------------------
     def reconstruct(self, batch: Dict[str, Tensor], net: Optional[torch.nn.Module] = None, **kwargs) -> dict:

@@ -8,9 +8,11 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model
 from nerfstudio.viewer.viewer_elements import ViewerDropdown
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nerfstudio_splatdiff.data.cameras import invert_rigid, opengl_c2w_to_opencv_c2w
 from nerfstudio_splatdiff.errors import SplatdiffError
@@ -24,6 +26,34 @@ VIEWER_FROM_SCENE = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 class SceneModel(Model):
     """Base for models that turn the source view of a scene batch into Gaussians (subclasses: `reconstruct`,
     `evaluate_scene`, `viewer_gaussians`). Config needs `image_size`, `background_color`, `bf16`."""
+
+    def setup_trained_network(self, name: str, decay: float) -> None:
+        """Name the submodule this model trains and, if decay > 0, keep an EMA copy of it (saved in checkpoints).
+        (A name, not a second reference: that would register the module twice in the state dict.)"""
+        self._trained_name = name
+        net = self.trained_net
+        self.ema: Optional[AveragedModel] = None
+        if decay > 0:
+            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            self.ema.requires_grad_(False)
+        self.step = 0
+
+    @property
+    def trained_net(self) -> nn.Module:
+        return getattr(self, self._trained_name)
+
+    def averaged(self) -> nn.Module:
+        """The EMA network once it has been updated, else the trained one (for evaluation and the viewer)."""
+        return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.trained_net
+
+    def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> list[TrainingCallback]:
+        def after_step(step: int) -> None:
+            self.step = step
+            if self.ema is not None:
+                self.ema.update_parameters(self.trained_net)
+                self._viewer_cache.clear()
+
+        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], after_step)]
 
     def setup_viewer_scenes(self) -> None:
         self.scene_provider: Optional[Callable[[int], Tuple[Cameras, Dict[str, Tensor]]]] = None
