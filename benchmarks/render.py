@@ -114,7 +114,9 @@ def _subprocess(case: str, quick: bool, device: str, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--device", device, "--repeats", str(repeats)]
     if quick:
         cmd.append("--quick")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:  # say why (the child's own error), not just that it failed
+        raise SystemExit(f"benchmark case {case} on {device} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

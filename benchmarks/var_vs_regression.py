@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -22,7 +21,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import device_label, latest_step, tool  # noqa: E402
+
 METHODS = {"regression": "splatdiff-regression-small", "var": "splatdiff-var-small"}
 KEYS = ("psnr", "ssim", "psnr_objects", "ssim_objects", "psnr_visible", "psnr_occluded", "psnr_objects_visible",
         "psnr_objects_occluded", "psnr_input", "lpips", "num_scenes")  # fmt: skip
@@ -31,13 +32,13 @@ KEYS = ("psnr", "ssim", "psnr_objects", "ssim_objects", "psnr_visible", "psnr_oc
 def ensure_data(data: Path) -> None:
     if (data / "procedural" / "frame_annotations.jgz").is_file():
         return
-    subprocess.run([str(BIN / "splatdiff-make-procedural"), "--output", str(data), "--scenes", "200", "--views", "24",
+    subprocess.run([tool("splatdiff-make-procedural"), "--output", str(data), "--scenes", "200", "--views", "24",
                     "--resolution", "128", "--seed", "0", "--workers", "2", "--preview"], check=True)  # fmt: skip
 
 
 def train(method: str, data: Path, out: Path, iterations: int) -> tuple[Path, float]:
     t0 = time.perf_counter()
-    cmd = [str(BIN / "ns-train"), method, "--max-num-iterations", str(iterations), "--vis", "tensorboard",
+    cmd = [tool("ns-train"), method, "--max-num-iterations", str(iterations), "--vis", "tensorboard",
            "--output-dir", str(out), "--experiment-name", "var_vs_regression", "--timestamp", "run",
            "--steps-per-eval-image", "100000", "--steps-per-eval-batch", "100000", "--steps-per-save", "500",
            "co3d-data", "--data", str(data)]  # fmt: skip
@@ -46,7 +47,7 @@ def train(method: str, data: Path, out: Path, iterations: int) -> tuple[Path, fl
 
 
 def evaluate(config: Path, out: Path) -> dict:
-    subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(out),
+    subprocess.run([tool("ns-eval"), "--load-config", str(config), "--output-path", str(out),
                     "--render-output-path", str(out.with_suffix(""))], check=True)  # fmt: skip
     return json.loads(out.read_text())["results"]
 
@@ -78,21 +79,31 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=900)
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "procedural")
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "evidence")
+    ap.add_argument("--var-config", type=Path, help="an existing VAR run to evaluate (skips its training)")
+    ap.add_argument("--regression-config", type=Path, help="an existing regression run to evaluate (skips its training)")
+    ap.add_argument("--train-seconds", type=float, help="wall time of the reused runs' training, for the record")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     ensure_data(args.data)
-    configs, results, times = {}, {}, {}
+    configs, results, times, steps = {}, {}, {}, {}
+    given = {"var": args.var_config, "regression": args.regression_config}
     for name, method in METHODS.items():
-        configs[name], times[name] = train(method, args.data, args.work, args.iterations)
+        if given[name] is not None:
+            configs[name], times[name] = given[name], args.train_seconds
+        else:
+            configs[name], times[name] = train(method, args.data, args.work, args.iterations)
+        steps[name] = latest_step(configs[name])
         results[name] = evaluate(configs[name], args.work / f"eval_{name}.json")
-    out_dir = ROOT / "benchmarks" / "results"
+    out_dir = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     figure(configs, out_dir / "var_vs_regression.png")
     r, v = results["regression"], results["var"]
     summary = {
         "date": date.today().isoformat(),
-        "device": f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_label(),
         "data": "procedural, 200 scenes x 24 views (seed 0), trained at 64x64; test split = held-out scenes",
         "protocol": "frame 0 of each test scene is the input, every other frame a target (Splatter Image)",
-        "iterations": args.iterations,
+        "iterations": steps,
         "train_seconds": times,
         "methods": METHODS,
         "metrics": {name: {k: res[k] for k in KEYS if k in res} for name, res in results.items()},

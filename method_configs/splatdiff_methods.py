@@ -3,7 +3,8 @@
 - `splatdiff-var`, `splatdiff-regression`: the paper's recipe at 128x128 (SD-VAE widths, batch 32, Adam 5e-5,
   LPIPS 0.01 and lr 5e-6 in the second phase). Needs a GPU and the LPIPS VGG weights in the torch hub cache.
 - `splatdiff-var-small`, `splatdiff-regression-small`: a CPU preset at 64x64 that trains in minutes on the
-  procedural data; LPIPS is off in this preset so it runs offline.
+  procedural data; LPIPS is off in this preset so it runs offline. Its VAR sees a context view in training
+  (`context_view`, see models/var_net.py) so that stage 2 can sample the designed back-side modes.
 - `splatdiff-diffusion` / `splatdiff-diffusion-small`: latent diffusion over a trained VAR of the same preset
   (`--pipeline.model.var-checkpoint <var run>/config.yml`): SD-U-Net-shaped denoiser from scratch, Adam 1e-4 with
   exponential decay, condition dropped 20% of the time, 50 DDIM steps at inference.
@@ -32,10 +33,12 @@ from nerfstudio_splatdiff.schedulers import ExponentialLRSchedulerConfig
 PAPER = dict(
     image_size=128, widths=(128, 256, 512, 512), layers=2, groups=32, scenes_per_batch=32, lr=5e-5,
     max_steps=400_000, lpips_weight=0.01, ema_decay=0.9999, steps_per_save=5_000, num_workers=8, max_scale_px=4.0,
+    context_view=False,
 )  # fmt: skip
 SMALL = dict(
     image_size=64, widths=(32, 64, 128, 128), layers=1, groups=32, scenes_per_batch=8, lr=2e-4,
     max_steps=3_000, lpips_weight=0.0, ema_decay=0.995, steps_per_save=500, num_workers=2, max_scale_px=2.0,
+    context_view=True,  # the procedural data's back sides are ambiguous by design: give the latent the far view
 )  # fmt: skip
 
 
@@ -85,7 +88,7 @@ def _trainer(method: str, network, p: dict) -> TrainerConfig:
 
 def _var(p: dict) -> VARNetConfig:
     return VARNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"], norm_num_groups=p["groups"],
-                        latent_channels=4, skip_dropout=0.5, head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p["max_scale_px"]))  # fmt: skip
+                        latent_channels=4, skip_dropout=0.5, context_view=p["context_view"], context_drop=0.5, head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p["max_scale_px"]))  # fmt: skip
 
 
 def _regression(p: dict) -> RegressionNetConfig:
@@ -130,7 +133,7 @@ def _diffusion(method: str, p: dict) -> TrainerConfig:
             datamanager=MultiSceneDataManagerConfig(
                 dataparser=Co3dDataParserConfig(resolution=p["image_size"]),
                 scenes_per_batch=p["scenes_per_batch"],
-                num_target_views=1,  # training needs only the source view; evaluation uses every frame
+                num_target_views=3,  # the source view, and (context-view VARs) the candidates for the view facing away
                 num_workers=p["num_workers"],
             ),
             model=DiffusionModelConfig(

@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.losses import lpips_backbone_file
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
+from nerfstudio_splatdiff.runs import load_model_state
 from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
 
@@ -43,6 +44,12 @@ class SplatdiffPipeline(VanillaPipeline):
         fixed = dm.fixed_indices_eval_dataloader if hasattr(dm, "fixed_indices_eval_dataloader") else None
         if fixed is not None:
             self.model.scene_provider = fixed.get
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """nerfstudio's strict load, except for slim inference-only checkpoints (see runs.py), which may lack
+        exactly the EMA copy and the frozen VAR."""
+        self.model.update_to_step(step)
+        load_model_state(self.model, loaded_state)
 
     def get_train_loss_dict(self, step: int):
         cameras, batch = self.datamanager.next_train(step)

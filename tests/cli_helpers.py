@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 
-def run_cli(cmd: list, env_extra: dict | None = None, check: bool = True):
+def run_cli(cmd: list, env_extra: dict | None = None, check: bool = True, cwd: Path | None = None):
     """Run one of the installed commands with the test environment; on failure show its output."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=900)
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=900, cwd=cwd)
     if check and out.returncode != 0:
         raise AssertionError(f"{cmd[0]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out

@@ -36,3 +36,16 @@ def tiny_var_run(tmp_path_factory):
     run_cli(train_cmd("splatdiff-var-small", root / "data", root / "out", root / "cache", 30))
     (config,) = (root / "out").glob("*/splatdiff-var-small/*/config.yml")
     return root, config
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_run(tiny_var_run):
+    """A 30-step `ns-train splatdiff-diffusion-small` run over the tiny VAR: (work folder, config.yml)."""
+    from cli_helpers import run_cli, train_cmd
+
+    root, var_config = tiny_var_run
+    run_cli(train_cmd("splatdiff-diffusion-small", root / "data", root / "diff", root / "cache", 30,
+                      "--pipeline.model.var-checkpoint", str(var_config), "--pipeline.model.num-steps", "4",
+                      "--pipeline.model.eval-num-samples", "3", "--pipeline.datamanager.scenes-per-batch", "16"))  # fmt: skip
+    (config,) = (root / "diff").glob("*/splatdiff-diffusion-small/*/config.yml")
+    return root, config

@@ -16,13 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def diffusion_run(tiny_var_run):
-    root, var_config = tiny_var_run
-    run_cli(train_cmd("splatdiff-diffusion-small", root / "data", root / "diff", root / "cache", 30,
-                      "--pipeline.model.var-checkpoint", str(var_config), "--pipeline.model.num-steps", "4",
-                      "--pipeline.model.eval-num-samples", "3", "--pipeline.datamanager.scenes-per-batch", "16"))  # fmt: skip
-    (config,) = (root / "diff").glob("*/splatdiff-diffusion-small/*/config.yml")
-    return root, config
+def diffusion_run(tiny_diffusion_run):
+    return tiny_diffusion_run
 
 
 def test_diffusion_training_lowers_the_loss(diffusion_run):
@@ -76,3 +71,29 @@ def test_missing_or_mismatched_var_checkpoint(tiny_var_run, tmp_path):
     (reg_config,) = (tmp_path / "reg").glob("*/*/*/config.yml")
     wrong = run_cli(base[:2] + ["--pipeline.model.var-checkpoint", str(reg_config)] + base[2:], check=False)
     assert wrong.returncode != 0 and "not a splatdiff-var run" in wrong.stdout + wrong.stderr
+
+
+def test_slim_runs_sample_like_the_originals_at_a_fraction_of_the_size(diffusion_run, tmp_path):
+    """splatdiff-slim-run keeps the EMA weights in float16 and nothing else; the copies load and sample the same."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    root, config = diffusion_run
+    run_cli([BIN / "splatdiff-slim-run", "--load-config", config, "--output-dir", tmp_path, "--experiment-name", "demo"])
+    (slim,) = tmp_path.glob("demo/splatdiff-diffusion-small/shipped/config.yml")
+    (slim_var,) = tmp_path.glob("demo/splatdiff-var-small/shipped/config.yml")
+    size = lambda cfg: sum(f.stat().st_size for f in (cfg.parent / "nerfstudio_models").glob("*.ckpt"))  # noqa: E731
+    assert size(slim) < 0.3 * size(config) and size(slim_var) > 0
+    _, original, _, _ = eval_setup(config, test_mode="test")
+    _, copied, _, _ = eval_setup(slim, test_mode="test")
+    _, batch = original.datamanager.fixed_indices_eval_dataloader.get(0)
+    a, b = original.model.sample(batch, 2, seed=1), copied.model.sample(batch, 2, seed=1)
+    assert torch.allclose(a.means, b.means, atol=5e-2) and torch.allclose(a.colors, b.colors, atol=5e-2)
+    # A slim checkpoint of another model is refused with one clear message.
+    ckpt = next((slim_var.parent / "nerfstudio_models").glob("*.ckpt"))
+    state = torch.load(ckpt, weights_only=False)
+    state["pipeline"]["_model.net.unexpected"] = torch.zeros(1)
+    torch.save(state, ckpt)
+    from nerfstudio_splatdiff.errors import SplatdiffError
+
+    with pytest.raises(SplatdiffError, match="does not match"):
+        eval_setup(slim_var, test_mode="test")

@@ -1,34 +1,17 @@
-"""The installed package: CLI entry points run, nerfstudio's CLI still works, geometry helpers invert."""
+"""The installed package: nerfstudio's CLI still works, geometry helpers invert, the render benchmark runs."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from nerfstudio_splatdiff.splats.geometry import quat_multiply, quat_to_rotmat, rotmat_to_quat
-from nerfstudio_splatdiff.splats.ply import load_ply
 
 BIN = Path(sys.executable).parent
-
-
-def test_render_demo_writes_ply_png_and_summary(tmp_path):
-    exe = shutil.which("splatdiff-render-demo", path=str(BIN)) or "splatdiff-render-demo"
-    subprocess.run([exe, "--output-dir", str(tmp_path), "--num-views", "3", "--resolution", "48"], check=True)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    gs = load_ply(tmp_path / "demo.ply")
-    assert gs.num_gaussians == summary["gaussians"] > 0
-    img = Image.open(tmp_path / "views.png")
-    assert img.size[0] > 3 * 48 and img.size[1] > 48
-    # The renders are not blank: the object differs from the white background.
-    arr = torch.from_numpy(np.array(img)).float()
-    assert (arr < 200).float().mean() > 0.1
 
 
 def test_ns_train_help_still_works():

@@ -98,3 +98,46 @@ def test_method_presets_bind_the_viewer_to_localhost():
     for spec in (splatdiff_var, splatdiff_var_small, splatdiff_regression_small):
         assert spec.config.viewer.websocket_host == "127.0.0.1"
     assert splatdiff_var.config.pipeline.model.image_size == 128 and splatdiff_var_small.config.pipeline.model.image_size == 64
+
+
+def test_context_view_informs_the_latent_but_never_the_skip_features():
+    torch.manual_seed(0)
+    net = VARNetConfig(**SMALL, context_view=True).setup().eval()
+    images = inputs()[0]
+    ctx_a, ctx_b = torch.rand_like(images), torch.rand_like(images)
+    mean_a, _, skip_a = net.encode(images, ctx_a)
+    mean_b, _, skip_b = net.encode(images, ctx_b)
+    mean_0, _, skip_0 = net.encode(images)
+    assert torch.equal(skip_a, skip_b) and torch.equal(skip_a, skip_0)  # the decoder's skips see the input only
+    assert not torch.allclose(mean_a, mean_b)  # the latent carries the context view
+    # A dropped context (grey, 0 once normalised) is the input-only encoding.
+    assert torch.allclose(net.encode(images, torch.full_like(images, 0.5))[0], mean_0, atol=1e-6)
+
+
+def test_context_is_dropped_at_random_in_training_only():
+    torch.manual_seed(0)
+    net = VARNetConfig(**SMALL, context_view=True, context_drop=1.0, skip_dropout=0.0).setup().train()
+    x = inputs()
+    ctx = torch.rand_like(x[0])
+    out = net(*x, context=ctx, sample_latent=False)
+    assert torch.allclose(out["latent_mean"], net.encode(x[0])[0], atol=1e-6)
+    net.config.context_drop = 0.0
+    out = net(*x, context=ctx, sample_latent=False)
+    assert not torch.allclose(out["latent_mean"], net.encode(x[0])[0], atol=1e-4)
+
+
+def test_context_view_index_picks_the_view_facing_most_away():
+    from nerfstudio_splatdiff.models.var_net import context_view_index
+    from nerfstudio_splatdiff.data.cameras import invert_rigid
+    from nerfstudio_splatdiff.splats.orbit import orbit_w2c
+
+    c2w = invert_rigid(orbit_w2c(8, radius=2.0))  # views 45 degrees apart around the object; view 4 faces view 0
+    assert context_view_index(c2w[None]).tolist() == [4]
+    assert context_view_index(torch.stack([c2w[[0, 1, 2]], c2w[[0, 3, 4]]])).tolist() == [2, 2]
+
+
+def test_a_plain_var_refuses_a_context_view():
+    net = VARNetConfig(**SMALL).setup()
+    images = inputs()[0]
+    with pytest.raises(SplatdiffError, match="context_view"):
+        net.encode(images, torch.rand_like(images))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,15 +114,23 @@ def cached_scenes(cache: Path, build, what: str):
         info = json.loads(index.read_text())
         return [SceneRecord.from_folder(cache / n) for n in info["scenes"]], SkipReport.from_json(info["skipped"])
     report = SkipReport()
-    tmp = cache.with_name(cache.name + ".partial")
+    tmp = cache.with_name(f"{cache.name}.partial-{os.getpid()}")  # per process: two runs may build it at once
     shutil.rmtree(tmp, ignore_errors=True)
     records = build(tmp, report)
     report.print()
     if not records:
         raise SplatdiffError(f"No usable scene in {what} ({len(report)} problems, listed above).")
     (tmp / "index.json").write_text(json.dumps({"scenes": [r.name for r in records], "skipped": report.to_json()}))
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
+    if index.is_file():  # another process published the same cache meanwhile: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        shutil.rmtree(cache, ignore_errors=True)
+        try:
+            tmp.rename(cache)
+        except OSError:
+            if not index.is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     for r in records:
         r.folder = cache / r.name
     return records, report

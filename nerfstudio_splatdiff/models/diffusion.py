@@ -1,7 +1,8 @@
 """nerfstudio Model `splatdiff-diffusion`: latent diffusion over the latents of a frozen VAR.
 
-Training: the frozen VAR encodes the source view; the target is a latent SAMPLED from its posterior, the condition
-is the posterior mean (both scaled to unit variance); the condition is zeroed with probability `cond_drop_prob`
+Training: the frozen VAR encodes the source view; the target is a latent SAMPLED from its posterior (for a
+`context_view` VAR, the posterior that also saw the view facing away), the condition is the input-only posterior
+mean (both scaled to unit variance); the condition is zeroed with probability `cond_drop_prob`
 (classifier-free guidance) and, in the optional fine-tune phase, a random part of it is masked. Loss: epsilon-MSE.
 Inference: N latents per input in one batched denoiser call per step, decoded by the VAR's reconstructor with the
 input's skip features (scaled by `skip_weight`) into N complete Gaussian scenes.
@@ -29,6 +30,7 @@ from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility
 from nerfstudio_splatdiff.models.sampling import NoiseSchedule, SchedulerKind, check_sampling_args, sample_latents
 from nerfstudio_splatdiff.models.scene_model import SceneModel
 from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
+from nerfstudio_splatdiff.models.var_net import context_images
 from nerfstudio_splatdiff.splats import Gaussians
 
 
@@ -105,12 +107,14 @@ class DiffusionModel(SceneModel):
 
     # -- latents ----------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_source(self, batch: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-        """(posterior mean, logvar, skip features) of each scene's source view, from the frozen VAR."""
+    def encode_source(self, batch: Dict[str, Tensor], with_context: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+        """(posterior mean, logvar, skip features) of each scene's source view, from the frozen VAR; with
+        `with_context`, a context-view VAR also sees the view facing most away (the complete-scene latent)."""
         images = batch["images"]
         self.check_image_size(images)
+        context = context_images(batch) if with_context else None
         with self.autocast(images.device):
-            mean, logvar, skip = self.var.encode(images[:, 0].permute(0, 3, 1, 2))
+            mean, logvar, skip = self.var.encode(images[:, 0].permute(0, 3, 1, 2), context)
         return mean.float(), logvar.float(), skip
 
     def _scale(self, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -122,9 +126,13 @@ class DiffusionModel(SceneModel):
     def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
         if batch is None:
             raise SplatdiffError("splatdiff-diffusion trains from a batch of scenes; call forward(cameras, batch).")
-        mean, logvar, _ = self.encode_source(batch)
-        s = self._scale(mean, logvar)
-        z0 = (mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)) * s
+        mean, logvar, _ = self.encode_source(batch)  # the condition: what the input image alone shows
+        if self.var.config.context_view:  # the target: a complete-scene latent (input + the view facing away)
+            mean_z, logvar_z, _ = self.encode_source(batch, with_context=True)
+        else:  # the paper: a sample of the input's own posterior
+            mean_z, logvar_z = mean, logvar
+        s = self._scale(mean_z, logvar_z)
+        z0 = (mean_z + torch.randn_like(mean_z) * torch.exp(0.5 * logvar_z)) * s
         cond = mean * s
         B = z0.shape[0]
         if self.training:

@@ -18,7 +18,7 @@ def psnr(pred: Float[Tensor, "*b H W 3"], gt: Float[Tensor, "*b H W 3"], mask: T
         mse = err.mean()
     else:
         m = mask.expand_as(err).to(err.dtype)
-        mse = (err * m).sum() / (m.sum() + 1e-12) if m.sum() > 0 else torch.tensor(float("nan"))
+        mse = (err * m).sum() / (m.sum() + 1e-12) if m.sum() > 0 else err.new_tensor(float("nan"))
     return -10.0 * torch.log10(mse.clamp(min=1e-10))
 
 
@@ -40,7 +40,8 @@ def visibility_masks(
     (background) are in neither set.
     """
     V, H, W, _ = depths.shape
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=depths.dtype) + 0.5, torch.arange(W, dtype=depths.dtype) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=depths.dtype, device=depths.device) + 0.5,
+                            torch.arange(W, dtype=depths.dtype, device=depths.device) + 0.5, indexing="ij")  # fmt: skip
     d = depths[..., 0]
     cam = torch.stack([(xs - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * d,
                        (ys - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * d, d], -1)  # fmt: skip

@@ -22,7 +22,7 @@ from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
 from nerfstudio_splatdiff.models.scene_model import SceneModel
-from nerfstudio_splatdiff.models.var_net import VARNetConfig
+from nerfstudio_splatdiff.models.var_net import VARNetConfig, context_images
 from nerfstudio_splatdiff.splats import Gaussians
 
 
@@ -77,6 +77,8 @@ class ReconstructorModel(SceneModel):
         images = batch["images"]
         self.check_image_size(images)
         net = net or self.net
+        if net.training and getattr(net.config, "context_view", False):
+            kwargs.setdefault("context", context_images(batch))
         with self.autocast(images.device):
             return net(images[:, 0].permute(0, 3, 1, 2), batch["c2w"][:, 0], batch["K"][:, 0],
                        batch["depth_near"], batch["depth_far"], **kwargs)  # fmt: skip

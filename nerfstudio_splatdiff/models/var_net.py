@@ -4,6 +4,12 @@ Encoder and decoder are diffusers' AutoencoderKL building blocks (Stable-Diffusi
 config, never downloaded). The decoder's output layer is the splatter head's M x 15 channels. The encoder's
 first-layer features reach the decoder's full-resolution block through a skip connection that training zeroes
 at random (so the latent must carry the scene) and inference scales by `skip_weight` in [0, 1].
+
+Optional (`context_view`, off in the paper's recipe): in training the encoder also sees one other view of the
+scene (the one facing most away from the input), so the latent can carry what the input view cannot show. The
+encoder is then a conditional-VAE posterior; the input-only encoding (context zeroed) gives the diffusion model's
+condition, and stage 2 learns to sample complete-scene latents from the input alone. Without it a latent is a
+function of the input image plus Gaussian noise, and no sampler can recover distinct back sides from it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ class VARNetConfig(InstantiateConfig):
     mid_block_attention: bool = True
     skip_dropout: float = 0.5
     """Probability that a training sample's skip features are zeroed."""
+    context_view: bool = False
+    """Let the encoder also see the view facing most away from the input in training (see the module docstring)."""
+    context_drop: float = 0.5
+    """With `context_view`: probability that a training sample's context view is zeroed (input-only encoding)."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
@@ -47,7 +57,7 @@ class VARNet(nn.Module):
         levels = len(c.block_out_channels)
         self.head: SplatterHead = c.head.setup()
         self.encoder = Encoder(
-            in_channels=3, out_channels=c.latent_channels, down_block_types=("DownEncoderBlock2D",) * levels,
+            in_channels=6 if c.context_view else 3, out_channels=c.latent_channels, down_block_types=("DownEncoderBlock2D",) * levels,
             block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
             norm_num_groups=c.norm_num_groups, double_z=True, mid_block_add_attention=c.mid_block_attention,
         )  # fmt: skip
@@ -76,14 +86,25 @@ class VARNet(nn.Module):
         theirs = {k: v for k, v in vae.state_dict().items() if k in own and own[k].shape == v.shape}
         self.load_state_dict(theirs, strict=False)
 
-    def encode(self, images: Float[Tensor, "B 3 H W"]) -> tuple[Tensor, Tensor, Tensor]:
-        """(mean, logvar) of the latent [B, 4, H/8, W/8] and the skip features [B, C0, H, W]; images in [0, 1]."""
+    def encode(
+        self, images: Float[Tensor, "B 3 H W"], context: Optional[Float[Tensor, "B 3 H W"]] = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(mean, logvar) of the latent [B, 4, H/8, W/8] and the skip features [B, C0, H, W]; images in [0, 1].
+        `context` (a `context_view` VAR only; None = input only) informs the latent but never the skip features."""
         H, W = images.shape[-2:]
         if H % self.downsample or W % self.downsample:
             raise SplatdiffError(f"Image size {H}x{W} must be a multiple of {self.downsample} for this VAR.")
         enc = self.encoder
-        x = enc.conv_in(images * 2 - 1)
-        skip = x
+        x = images * 2 - 1
+        if self.config.context_view:
+            x = torch.cat([x, torch.zeros_like(x)], dim=1)
+        skip = enc.conv_in(x)
+        if context is not None:
+            if not self.config.context_view:
+                raise SplatdiffError("This VAR was built without `context_view`; encode the input image alone.")
+            x = enc.conv_in(torch.cat([x[:, :3], context * 2 - 1], dim=1))
+        else:
+            x = skip
         for block in enc.down_blocks:
             x = block(x)
         x = enc.mid_block(x)
@@ -115,11 +136,15 @@ class VARNet(nn.Module):
         skip_weight: Union[float, Tensor] = 1.0,
         sample_latent: Optional[bool] = None,
         latent: Optional[Tensor] = None,
+        context: Optional[Tensor] = None,
     ) -> dict:
-        """Reconstruct Gaussians. In training the latent is sampled (reparameterised) and skips are dropped at
-        random; in eval the posterior mean is used unless `sample_latent`. A given `latent` (e.g. from the
-        diffusion model) replaces the encoder's."""
-        mean, logvar, skip = self.encode(images)
+        """Reconstruct Gaussians. In training the latent is sampled (reparameterised), skips are dropped at random
+        and so is the context view; in eval the posterior mean is used unless `sample_latent`. A given `latent`
+        (e.g. from the diffusion model) replaces the encoder's."""
+        if context is not None and self.training and self.config.context_drop > 0:
+            keep = torch.rand(images.shape[0], device=images.device) >= self.config.context_drop
+            context = torch.where(keep[:, None, None, None], context, torch.full_like(context, 0.5))  # 0 once normalised
+        mean, logvar, skip = self.encode(images, context)
         if sample_latent is None:
             sample_latent = self.training
         if latent is None:
@@ -131,3 +156,18 @@ class VARNet(nn.Module):
         raw = self.decode_raw(latent, skip, w)
         gaussians = self.head(raw.float(), c2w.float(), K.float(), depth_near.float(), depth_far.float())
         return {"gaussians": gaussians, "latent_mean": mean, "latent_logvar": logvar, "latent": latent, "skip_weight": w}
+
+
+def context_view_index(c2w: Float[Tensor, "B V 4 4"]) -> Tensor:
+    """Per scene, the view (1..V-1) whose viewing direction is most opposite to the input's (view 0): [B]."""
+    fwd = c2w[..., :3, 2]
+    cos = (fwd[:, 1:] * fwd[:, :1]).sum(-1)
+    return cos.argmin(dim=1) + 1
+
+
+def context_images(batch: dict) -> Float[Tensor, "B 3 H W"]:
+    """Each scene's context view (see `context_view_index`) from a batch of images [B, V, H, W, 3]."""
+    if batch["images"].shape[1] < 2:
+        raise SplatdiffError("A context-view VAR needs at least one target view per training scene.")
+    idx = context_view_index(batch["c2w"])
+    return batch["images"][torch.arange(idx.shape[0], device=idx.device), idx].permute(0, 3, 1, 2)

@@ -41,3 +41,18 @@ def intrinsics(fov_deg: float, width: int, height: int) -> Float[Tensor, "3 3"]:
     """Pinhole K with the given horizontal field of view and a centred principal point."""
     f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
     return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+
+
+def turntable_c2w(depth: float, num_views: int, elevation_deg: float = 0.0) -> Float[Tensor, "V 4 4"]:
+    """Cameras orbiting an object at `depth` in front of the input camera (OpenCV frame: x right, y down, z forward),
+    about the input camera's vertical axis, at the input camera's distance; view 0 is the input camera itself when
+    the elevation is 0. Returns camera-to-world matrices in the input camera's frame."""
+    centre = torch.tensor([0.0, 0.0, depth])
+    up = torch.tensor([0.0, -1.0, 0.0])
+    el = math.radians(elevation_deg)
+    mats = []
+    for i in range(num_views):
+        az = 2 * math.pi * i / num_views
+        offset = torch.tensor([math.sin(az) * math.cos(el), -math.sin(el), -math.cos(az) * math.cos(el)])
+        mats.append(invert_rigid(look_at_w2c(centre + depth * offset, centre, up)))
+    return torch.stack(mats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
@@ -60,7 +61,9 @@ def render_gaussians(
 ) -> RenderOutput:
     """Render every scene of `gaussians` into its own V cameras (OpenCV world-to-camera `viewmats`).
 
-    backend "auto" uses gsplat for CUDA tensors and the pure-PyTorch tiled rasteriser otherwise.
+    backend "auto" uses gsplat for CUDA tensors and the pure-PyTorch tiled rasteriser otherwise; the environment
+    variable SPLATDIFF_RENDER_BACKEND=torch makes "auto" use the torch rasteriser on CUDA too (e.g. where gsplat's
+    CUDA extension cannot be built).
     """
     gaussians.validate()
     B = gaussians.batch_size
@@ -79,7 +82,7 @@ def render_gaussians(
     backgrounds = background.expand(B, V, 3)
 
     if backend == "auto":
-        backend = "gsplat" if dev.type == "cuda" else "torch"
+        backend = "gsplat" if dev.type == "cuda" and os.environ.get("SPLATDIFF_RENDER_BACKEND", "auto") != "torch" else "torch"
     if backend == "gsplat" and dev.type != "cuda":
         raise SplatdiffError("The gsplat backend only runs on CUDA tensors; use backend='torch' (or 'auto') on CPU.")
     fn = {"torch": rasterize_torch, "gsplat": rasterize_gsplat}.get(backend)

@@ -1,0 +1,141 @@
+"""`splatdiff-sample`: photos of any size and format in, every promised file out; bad input is one clear message,
+a non-zero exit and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import run_cli
+from PIL import Image
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+FAST = ["--render-size", "32", "--turntable-frames", "4"]
+
+
+def photo(path: Path, size=(80, 56), mode="RGB", seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 255, (size[1], size[0], len(mode)), dtype=np.uint8)
+    if mode == "RGBA":
+        arr[..., 3] = 0
+        arr[size[1] // 4 : 3 * size[1] // 4, size[0] // 4 : 3 * size[0] // 4, 3] = 255  # an opaque object in the middle
+    Image.fromarray(arr, mode).save(path)
+    return path
+
+
+def sample(config: Path, image: Path, out: Path, *extra, check=True):
+    return run_cli([BIN / "splatdiff-sample", "--load-config", config, "--image", image, "--output-dir", out,
+                    *FAST, *extra], check=check)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    photo(folder / "wide.jpg", (80, 56))
+    photo(folder / "cutout.png", (48, 64), mode="RGBA", seed=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sampled(tiny_diffusion_run, photos, tmp_path_factory) -> Path:
+    _, config = tiny_diffusion_run
+    out = tmp_path_factory.mktemp("samples")
+    sample(config, photos, out, "--num-samples", "3", "--seed", "5")
+    return out
+
+
+def test_every_promised_file_is_written_for_a_jpeg_and_an_rgba_png(sampled):
+    for name in ("wide", "cutout"):
+        folder = sampled / name
+        for i in range(3):
+            assert (folder / f"sample_{i:02d}.ply").stat().st_size > 0
+            gif = Image.open(folder / f"turntable_{i:02d}.gif")
+            assert gif.n_frames == 4 and gif.size == (32, 32)
+        sheet = Image.open(folder / "contact_sheet.png")
+        assert sheet.size[1] > 3 * 32 and sheet.size[0] > 5 * 32  # 3 rows: input | 4 views
+    assert not list(sampled.glob(".*partial"))
+
+
+def test_summary_json_is_valid_and_records_settings_timings_and_device(sampled):
+    summary = json.loads((sampled / "summary.json").read_text())
+    assert summary["run"]["kind"] == "diffusion" and summary["settings"]["num_samples"] == 3
+    assert summary["device"] and summary["load_seconds"] > 0
+    by_name = {Path(e["image"]).name: e for e in summary["images"]}
+    assert set(by_name) == {"wide.jpg", "cutout.png"}
+    assert by_name["cutout.png"]["has_mask"] and not by_name["wide.jpg"]["has_mask"]
+    for e in summary["images"]:
+        assert e["sampling_seconds"] > 0 and e["num_samples"] == 3
+        assert json.loads((Path(e["folder"]) / "summary.json").read_text())["files"] == e["files"]
+
+
+def test_ply_files_read_back_with_plyfile_and_carry_the_3dgs_fields(sampled):
+    from plyfile import PlyData
+
+    ply = PlyData.read(str(sampled / "wide" / "sample_00.ply"))
+    names = set(ply["vertex"].data.dtype.names)
+    expected = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                "rot_0", "rot_1", "rot_2", "rot_3"}  # fmt: skip
+    assert expected <= names
+    assert len(ply["vertex"].data) == 2 * 64 * 64  # M=2 Gaussians per pixel of the 64x64 input
+    assert np.isfinite(np.stack([ply["vertex"].data[n] for n in expected])).all()
+
+
+def test_the_samples_differ_from_each_other(sampled):
+    from nerfstudio_splatdiff.splats.ply import load_ply
+
+    a, b = (load_ply(sampled / "wide" / f"sample_{i:02d}.ply") for i in (0, 1))
+    assert not torch.allclose(a.means, b.means, atol=1e-4)
+
+
+def test_the_photo_is_cropped_and_resized_and_alpha_becomes_the_mask(tmp_path):
+    from nerfstudio_splatdiff.data.photo import DEFAULT_FOV_DEG, load_photo
+
+    p = load_photo(photo(tmp_path / "a.png", (48, 64), mode="RGBA"), 32, background=(0.0, 0.0, 0.0))
+    assert p.image.shape == (32, 32, 3) and p.mask is not None and p.mask.shape == (32, 32, 1)
+    assert p.mask[16, 16, 0] > 0.99 and p.mask[0, 0, 0] < 0.01 and float(p.image[0, 0].abs().max()) < 0.02
+    f = 16 / np.tan(np.radians(DEFAULT_FOV_DEG) / 2)
+    assert torch.allclose(p.K, torch.tensor([[f, 0, 16], [0, f, 16], [0, 0, 1]], dtype=torch.float32))
+    # --focal is in pixels of the original image: the 48-pixel crop shrinks to 32.
+    q = load_photo(tmp_path / "a.png", 32, focal=60.0)
+    assert abs(float(q.K[0, 0]) - 40.0) < 1e-5
+
+
+def test_a_var_run_gives_its_single_deterministic_reconstruction(tiny_var_run, photos, tmp_path):
+    _, config = tiny_var_run
+    out = sample(config, photos / "wide.jpg", tmp_path, "--num-samples", "3")
+    assert "deterministic" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "wide").glob("*.ply")) == ["sample_00.ply"]
+
+
+@pytest.mark.parametrize("case", ["missing", "unreadable", "tiny", "other_method", "zero_samples", "guidance"])
+def test_bad_input_is_one_clear_message_and_nothing_is_written(case, tiny_diffusion_run, tiny_var_run, photos, tmp_path):
+    root, config = tiny_diffusion_run
+    image, extra = photos / "wide.jpg", []
+    if case == "missing":
+        image, expect = tmp_path / "nope.jpg", "No image at"
+    elif case == "unreadable":
+        image, expect = tmp_path / "broken.png", "Cannot read"
+        image.write_bytes(b"this is not an image")
+    elif case == "tiny":
+        image, expect = photo(tmp_path / "dot.png", (1, 1)), "at least 16 pixels"
+    elif case == "other_method":
+        from cli_helpers import train_cmd
+
+        run_cli(train_cmd("splatdiff-regression-small", root / "data", tmp_path / "reg", root / "cache", 1))
+        (config,) = (tmp_path / "reg").glob("*/*/*/config.yml")
+        expect = "takes a splatdiff-diffusion or splatdiff-var run"
+    elif case == "zero_samples":
+        extra, expect = ["--num-samples", "0"], "at least 1"
+    else:
+        extra, expect = ["--guidance-weight", "50"], "guidance_weight must be in"
+    out_dir = tmp_path / "out"
+    res = sample(config, image, out_dir, *extra, check=False)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0 and expect in text, text[-2000:]
+    assert "Traceback" not in text
+    assert not out_dir.exists() or not any(out_dir.iterdir())
