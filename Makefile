@@ -27,8 +27,8 @@ demo: install
 
 # Train the demo checkpoint from scratch (stage 1, stage 2, slim copy into checkpoints/demo): the commands that
 # trained the shipped checkpoint (about 1 hour on 2 CPU cores; see README).
-VAR_STEPS ?= 2000
-DIFFUSION_STEPS ?= 2500
+VAR_STEPS ?= 1000
+DIFFUSION_STEPS ?= 1500
 TRAIN := $(VENV)/bin/ns-train
 TRAIN_FLAGS := --vis tensorboard --output-dir outputs/train-demo --experiment-name demo --timestamp run
 train-demo: install

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-import tyro
 import yaml
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.scripts.cli import run_command
 from nerfstudio_splatdiff.models.var_checkpoint import load_run_config, resolve_run
 
 SLIM_MARKER = "_splatdiff_slim"
@@ -136,7 +136,7 @@ class SlimRun:
 
 
 def entrypoint() -> None:
-    tyro.cli(SlimRun).main()
+    run_command(SlimRun)
 
 
 if __name__ == "__main__":

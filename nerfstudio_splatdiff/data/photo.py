@@ -93,11 +93,11 @@ def load_photo(path: Path, size: int, mask_path: Optional[Path] = None, fov_deg:
             raise SplatdiffError(f"The mask {mask_path} is {m.size[0]}x{m.size[1]} but the image {path} is {w}x{h}; "
                                  "pass a mask of the same size.")  # fmt: skip
         alpha = m.convert("L")
-    rgb = np.asarray(_centre_square(img.convert("RGB"), size), dtype=np.float32) / 255.0
+    rgb = np.array(_centre_square(img.convert("RGB"), size), dtype=np.float32) / 255.0
     image = torch.from_numpy(rgb)
     mask = None
     if alpha is not None:
-        mask = torch.from_numpy(np.asarray(_centre_square(alpha, size), dtype=np.float32) / 255.0)[..., None]
+        mask = torch.from_numpy(np.array(_centre_square(alpha, size), dtype=np.float32) / 255.0)[..., None]
         image = image * mask + torch.tensor(background, dtype=image.dtype) * (1 - mask)
     s = min(w, h)
     f_px = (focal * size / s) if focal is not None else 0.5 * size / math.tan(math.radians(fov_deg or DEFAULT_FOV_DEG) / 2)

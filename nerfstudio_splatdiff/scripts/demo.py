@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
 from rich.console import Console
 
 from nerfstudio_splatdiff.data.procedural.generate import generate_dataset
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.scripts.cli import run_command
 from nerfstudio_splatdiff.scripts.sample import Sample
 
 CONSOLE = Console()
@@ -72,20 +72,15 @@ class Demo:
         CONSOLE.rule(f"2. sampling {self.num_samples} complete splats for {len(inputs)} held-out photos")
         Sample(load_config=self.load_config, image=photos, output_dir=self.output_dir, num_samples=self.num_samples).main()
         CONSOLE.rule("3. where to look")
-        CONSOLE.print(f"Contact sheets (rows = samples; input | input view | side | back | side): {self.output_dir}/*/contact_sheet.png")
-        CONSOLE.print(f"Turntables: {self.output_dir}/*/turntable_XX.gif   3DGS files for any splat viewer: {self.output_dir}/*/sample_XX.ply")
-        CONSOLE.print("Browse, resample and change guidance in the nerfstudio viewer:")
-        CONSOLE.print(f"  ns-viewer --load-config {self.load_config} --viewer.websocket-host 127.0.0.1")
-        CONSOLE.print(f"[bold]Demo done in {time.perf_counter() - t0:.0f} s.[/]")
+        CONSOLE.print(f"Contact sheets (rows = samples; input | input view | side | back | side): {self.output_dir}/*/contact_sheet.png", soft_wrap=True)
+        CONSOLE.print(f"Turntables: {self.output_dir}/*/turntable_XX.gif   3DGS files for any splat viewer: {self.output_dir}/*/sample_XX.ply", soft_wrap=True)
+        CONSOLE.print("Browse, resample and change guidance in the nerfstudio viewer:", soft_wrap=True)
+        CONSOLE.print(f"  ns-viewer --load-config {self.load_config} --viewer.websocket-host 127.0.0.1", soft_wrap=True)
+        CONSOLE.print(f"[bold]Demo done in {time.perf_counter() - t0:.0f} s.[/]", soft_wrap=True)
 
 
 def entrypoint() -> None:
-    cfg = tyro.cli(Demo)
-    try:
-        cfg.main()
-    except SplatdiffError as e:
-        CONSOLE.print(f"[bold red]Error:[/] {e}", soft_wrap=True)
-        raise SystemExit(1) from None
+    run_command(Demo)
 
 
 if __name__ == "__main__":

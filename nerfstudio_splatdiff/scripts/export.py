@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
-import tyro
 from rich.console import Console
 from rich.progress import track
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.scripts.cli import run_command
 from nerfstudio_splatdiff.models.sampling import check_sampling_args
 from nerfstudio_splatdiff.runs import load_run_config
 from nerfstudio_splatdiff.scripts.sample import generate
@@ -40,6 +40,7 @@ class Export:
     skip_weight: Optional[float] = None
     seed: int = 0
 
+    @torch.no_grad()
     def main(self) -> None:
         from nerfstudio.utils.eval_utils import eval_setup
 
@@ -66,13 +67,7 @@ class Export:
 
 
 def entrypoint() -> None:
-    cfg = tyro.cli(Export)
-    try:
-        with torch.no_grad():
-            cfg.main()
-    except SplatdiffError as e:
-        CONSOLE.print(f"[bold red]Error:[/] {e}", soft_wrap=True)
-        raise SystemExit(1) from None
+    run_command(Export)
 
 
 if __name__ == "__main__":

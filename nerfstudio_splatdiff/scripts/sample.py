@@ -23,13 +23,13 @@ from typing import Any, List, Literal, Optional
 
 import numpy as np
 import torch
-import tyro
 from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nerfstudio_splatdiff.data.photo import Photo, list_images, load_photo
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.scripts.cli import run_command
 from nerfstudio_splatdiff.models.sampling import check_sampling_args
 from nerfstudio_splatdiff.runs import load_inference_model, load_run_config
 from nerfstudio_splatdiff.splats import Gaussians
@@ -204,7 +204,7 @@ class Sample:
         K[:2] *= S / size
         K = K.to(dev).expand(len(c2w), 3, 3)
         sheet_c2w = turntable_c2w(depth, 360).to(dev)[list(SHEET_ANGLES)]
-        inp = torch.from_numpy(np.asarray(Image.fromarray(to_uint8(photo.image)).resize((S, S), Image.LANCZOS))).float() / 255
+        inp = torch.from_numpy(np.array(Image.fromarray(to_uint8(photo.image)).resize((S, S), Image.LANCZOS))).float() / 255
         rows, files = [], []
         task = progress.add_task(f"{folder.name.lstrip('.').removesuffix('.partial')}: writing", total=n)
         for i in range(n):
@@ -260,13 +260,7 @@ def _device_name(device: str) -> str:
 
 
 def entrypoint() -> None:
-    """Console script: a user error prints one red line and exits with status 1, leaving nothing half-written."""
-    cfg = tyro.cli(Sample)
-    try:
-        cfg.main()
-    except SplatdiffError as e:
-        CONSOLE.print(f"[bold red]Error:[/] {e}", soft_wrap=True)
-        raise SystemExit(1) from None
+    run_command(Sample)
 
 
 if __name__ == "__main__":

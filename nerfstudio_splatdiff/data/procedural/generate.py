@@ -27,7 +27,6 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
-import tyro
 from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -612,13 +611,9 @@ class MakeProcedural:
 
 
 def entrypoint() -> None:
-    """Console script: parse the flags with tyro; a user error prints one red line and exits with status 1."""
-    cfg = tyro.cli(MakeProcedural)
-    try:
-        cfg.main()
-    except SplatdiffError as e:
-        CONSOLE.print(f"[bold red]Error:[/] {e}")
-        raise SystemExit(1) from None
+    from nerfstudio_splatdiff.scripts.cli import run_command
+
+    run_command(MakeProcedural)
 
 
 if __name__ == "__main__":
