@@ -93,6 +93,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     from nerfstudio.utils.eval_utils import eval_setup
+    from rich.progress import track
 
     from nerfstudio_splatdiff.data.procedural.generate import mode_palette
     from nerfstudio_splatdiff.models.metrics import psnr, visibility_masks
@@ -117,7 +118,7 @@ def main() -> None:
     hf: dict[str, list] = {k: [] for k in (*baselines, "diffusion_1", "ground_truth")}
     modes_per_input, diversity, div_vis, div_occ, sec = [], [], [], [], []
     fig_rows = []
-    for i in range(n_scenes):
+    for i in track(range(n_scenes), description="scoring held-out scenes"):
         _, batch = loader.get(i)
         gt = batch["images"][0]
         vis, occ = visibility_masks(batch["depths"][0], batch["c2w"][0], batch["K"][0])
