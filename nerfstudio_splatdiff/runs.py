@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from nerfstudio_splatdiff.errors import SplatdiffError
-from nerfstudio_splatdiff.scripts.cli import run_command
 from nerfstudio_splatdiff.models.var_checkpoint import load_run_config, resolve_run
+from nerfstudio_splatdiff.scripts.cli import run_command
 
 SLIM_MARKER = "_splatdiff_slim"
 EMA_PREFIX = "_model.ema."
@@ -94,7 +94,7 @@ def write_slim_run(config_path: Path, output_dir: Path, experiment: str, data: O
     trained_name = "denoiser" if hasattr(model, "var_checkpoint") else "net"
     if trained_name == "denoiser":
         if var_config is None:
-            raise SplatdiffError("A diffusion run needs its VAR's slim run: pass --var-config (write the VAR's first).")
+            raise SplatdiffError("A diffusion run's slim copy needs its VAR's slim copy: write that first (SlimRun does).")
         model.var_checkpoint = var_config
     loaded = torch.load(ckpt, map_location="cpu", weights_only=False)
     run.output_dir, run.experiment_name, run.timestamp = output_dir, experiment, "shipped"
