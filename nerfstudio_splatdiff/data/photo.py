@@ -49,7 +49,7 @@ def list_images(path: Path) -> List[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise SplatdiffError(f"The folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+            raise SplatdiffError(f"The folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}): put photos there or pass one file.")
         return files
     return [path]
 
