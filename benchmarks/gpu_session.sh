@@ -3,9 +3,9 @@
 #   1. gsplat: build its CUDA extension, run the CUDA cross-check tests and the rasteriser benchmark (background).
 #   2. stage 1: splatdiff-var-small and splatdiff-regression-small on 200 procedural scenes, side by side.
 #   3. stage 2: splatdiff-diffusion-small over that VAR.
-#   4. evidence: benchmarks/var_vs_regression.py and benchmarks/diffusion.py on the held-out scenes; sampling speed
+#   4. slim inference-only copies of the VAR and diffusion runs (checkpoints/demo).
+#   5. evidence: benchmarks/var_vs_regression.py and benchmarks/diffusion.py on the held-out scenes; sampling speed
 #      at 128x128 with the paper-size networks.
-#   5. slim inference-only copies of the VAR and diffusion runs (checkpoints/demo) for the demo.
 # Training is time-boxed (timeout interrupts ns-train; the newest complete checkpoint, saved every SAVE steps, is used).
 # Usage (repo root, project installed):  RESULTS=dir bash benchmarks/gpu_session.sh
 # Knobs (seconds): T_STAGE1 T_DIFFUSION T_GSPLAT; SCENES; BATCH; DEVICE_TAG.
@@ -81,7 +81,12 @@ train splatdiff-diffusion-small "$T_DIFFUSION" --pipeline.model.var-checkpoint "
 diffusion_s=$(( $(date +%s) - t0 ))
 DIFF=$WORK/gpu/splatdiff-diffusion-small/run/config.yml
 
-# 4. evidence.
+# 4. slim copies for the demo (first, so they exist even if the time box ends the run).
+splatdiff-slim-run --load-config "$DIFF" --output-dir checkpoints --experiment-name demo --data "$DATA" \
+  >"$RESULTS/slim.log" 2>&1
+log "slim exit $?"
+
+# 5. evidence.
 timeout 120 python3 benchmarks/var_vs_regression.py --data "$DATA" --var-config "$VAR" --regression-config "$REG" \
   --train-seconds "$stage1_s" --work "$WORK" --out-dir "$RESULTS" >"$RESULTS/var_vs_regression.log" 2>&1
 log "var_vs_regression exit $?"
@@ -93,10 +98,6 @@ timeout 60 python3 benchmarks/sampling_speed.py --preset paper --num-samples 20 
   --json "$RESULTS/sampling_speed_paper_128.json" >"$RESULTS/sampling_speed.log" 2>&1
 log "sampling speed exit $?"
 
-# 5. slim copies for the demo.
-splatdiff-slim-run --load-config "$DIFF" --output-dir checkpoints --experiment-name demo --data "$DATA" \
-  >"$RESULTS/slim.log" 2>&1
-log "slim exit $?"
 wait "$gsplat_pid"
 log "gsplat checks done: $(tail -1 "$RESULTS/cuda_tests.txt")"
 }
