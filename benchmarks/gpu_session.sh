@@ -82,7 +82,7 @@ diffusion_s=$(( $(date +%s) - t0 ))
 DIFF=$WORK/gpu/splatdiff-diffusion-small/run/config.yml
 
 # 4. slim copies for the demo (first, so they exist even if the time box ends the run).
-splatdiff-slim-run --load-config "$DIFF" --output-dir checkpoints --experiment-name demo --data "$DATA" \
+splatdiff-slim-run --load-config "$DIFF" --output-dir checkpoints --experiment-name demo --data data/demo \
   >"$RESULTS/slim.log" 2>&1
 log "slim exit $?"
 
