@@ -25,20 +25,11 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/splatdiff-demo --output-dir outputs/demo
 
-# Train the demo checkpoint from scratch (stage 1, stage 2, slim copy into checkpoints/demo): the commands that
-# trained the shipped checkpoint (about 1 hour on 2 CPU cores; see README).
-VAR_STEPS ?= 1000
-DIFFUSION_STEPS ?= 1500
-TRAIN := $(VENV)/bin/ns-train
-TRAIN_FLAGS := --vis tensorboard --output-dir outputs/train-demo --experiment-name demo --timestamp run
+# Train the shipped checkpoint from scratch on the proving ground (data, the privileged-view VAR, the two baselines,
+# the diffusion model, slim copies into checkpoints/demo). Running it again resumes every stage from its newest
+# checkpoint; steps via VAR_STEPS, BASELINE_STEPS, DIFFUSION_STEPS (see benchmarks/train_demo.sh and the README).
 train-demo: install
-	test -f data/procedural/procedural/frame_annotations.jgz || $(VENV)/bin/splatdiff-make-procedural \
-		--output data/procedural --scenes 200 --views 24 --resolution 128 --seed 0 --workers 2
-	$(TRAIN) splatdiff-var-small --max-num-iterations $(VAR_STEPS) $(TRAIN_FLAGS) co3d-data --data data/procedural
-	$(TRAIN) splatdiff-diffusion-small --max-num-iterations $(DIFFUSION_STEPS) $(TRAIN_FLAGS) \
-		--pipeline.model.var-checkpoint outputs/train-demo/demo/splatdiff-var-small/run/config.yml co3d-data --data data/procedural
-	$(VENV)/bin/splatdiff-slim-run --load-config outputs/train-demo/demo/splatdiff-diffusion-small/run/config.yml \
-		--output-dir checkpoints --experiment-name demo --data data/demo
+	bash benchmarks/train_demo.sh all
 
 # The viewer test drives a real browser (Debian's chromium); without root to install it, that one test skips.
 browser:

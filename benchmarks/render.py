@@ -1,8 +1,11 @@
 """Rasteriser benchmark: forward + backward on a splatter-image-like scene (see README, Performance).
 
 Cases, each in its own subprocess so that peak memory is clean:
-  full   1 scene x 4 views, 128x128, 32,768 Gaussians: tiled torch rasteriser (and gsplat on CUDA)
-  small  64x64, 8,192 Gaussians: tiled vs the dense all-Gaussians-x-all-pixels reference (tests/)
+  full   1 scene x 4 views, 128x128, 32,768 Gaussians: tiled torch rasteriser, the numba kernels (CPU; "numba"
+         is the default backend, "numba_fast" its all-numba float64 projection) and gsplat (CUDA)
+  small  64x64, 8,192 Gaussians: torch and numba vs the dense all-Gaussians-x-all-pixels reference (tests/)
+
+pairs/s counts (Gaussian, pixel) pairs as the torch path does (alpha >= 1/255), for every backend.
 
     python benchmarks/render.py [--quick] [--json PATH]
 """
@@ -78,9 +81,16 @@ def run_case(case: str, quick: bool, device: str, repeats: int) -> dict:
         from reference_rasterizer import rasterize_dense as fn
     elif case.endswith("gsplat"):
         from nerfstudio_splatdiff.splats.rasterize_gsplat import rasterize_gsplat as fn
+    elif "numba" in case:
+        from functools import partial
+
+        from nerfstudio_splatdiff.splats.rasterize_numba import rasterize_numba
+
+        fn = partial(rasterize_numba, projection="numba" if case.endswith("fast") else "torch")
     else:
         fn = rasterize_torch
     stats: dict = {}
+    compile_s = None
     times, out = [], None
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if device == "cuda":
@@ -88,13 +98,16 @@ def run_case(case: str, quick: bool, device: str, repeats: int) -> dict:
     for i in range(repeats + 1):  # first run is warm-up
         _sync(device)
         t0 = time.perf_counter()
-        kw = {"stats": stats} if fn is rasterize_torch else {}
+        # torch: stats are free; numba: counted by an extra pass, so only in the (untimed) warm-up run.
+        kw = {"stats": stats} if fn is rasterize_torch or ("numba" in case and i == 0) else {}
         rgb, alpha, depth = fn(*params, viewmats, Ks, res, res, bg, **kw)
         rgb.mean().backward()
         _sync(device)
         if i > 0:
             times.append(time.perf_counter() - t0)
-        out = rgb.detach()
+        elif "numba" in case:
+            compile_s = time.perf_counter() - t0  # first call: loads (or compiles) the cached kernels
+        out = {"rgb": rgb.detach().cpu(), "grads": [p.grad.detach().cpu() for p in params]}
         for p in params:
             p.grad = None
     if device == "cuda":
@@ -103,11 +116,24 @@ def run_case(case: str, quick: bool, device: str, repeats: int) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - base_rss
     ms = 1000 * sorted(times)[len(times) // 2]
     res_d = {"case": case, "ms": ms, "peak_mem_mb": peak, "num_gaussians": gs.num_gaussians, "res": res}
+    if compile_s is not None:
+        res_d["first_call_s"] = compile_s
     if stats:
         res_d["num_pairs"] = stats["num_pairs"]
         res_d["pairs_per_s"] = stats["num_pairs"] / (ms / 1000)
-    torch.save(out.cpu(), ROOT / f".bench_{case}.pt")
+    torch.save(out, ROOT / f".bench_{case}.pt")
     return res_d
+
+
+def numba_ok() -> bool:
+    from nerfstudio_splatdiff.splats.rasterize_numba import numba_available
+
+    return numba_available()
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest gradient difference relative to the largest gradient (float32 gradients reach 1e3-1e4)."""
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
 def _subprocess(case: str, quick: bool, device: str, repeats: int) -> dict:
@@ -136,6 +162,8 @@ def main() -> None:
     from rich.table import Table
 
     cases = ["full_tiled", "small_tiled", "small_dense"]
+    if args.device == "cpu" and numba_ok():
+        cases[1:1] = ["full_numba", "full_numba_fast", "small_numba"]
     if args.device == "cuda":
         cases.append("full_gsplat")
     results = {}
@@ -145,11 +173,10 @@ def main() -> None:
             status.update(f"running {case}")
             reps = 1 if case == "small_dense" else args.repeats
             results[case] = _subprocess(case, args.quick, args.device, reps)
-    tiled = torch.load(ROOT / ".bench_small_tiled.pt")
-    dense = torch.load(ROOT / ".bench_small_dense.pt")
-    err = float((tiled - dense).abs().max())
+    saved = {case: torch.load(ROOT / f".bench_{case}.pt") for case in cases}
     for case in cases:
         (ROOT / f".bench_{case}.pt").unlink(missing_ok=True)
+    err = float((saved["small_tiled"]["rgb"] - saved["small_dense"]["rgb"]).abs().max())
     dev_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     summary = {
         "device": dev_name,
@@ -166,6 +193,23 @@ def main() -> None:
         "max_abs_err_vs_dense": err,
         "cases": results,
     }
+    if "full_numba" in results:
+        n, t = results["full_numba"], results["full_tiled"]
+        summary.update({
+            "numba_ms": n["ms"],
+            "numba_peak_mem_mb": n["peak_mem_mb"],
+            "numba_pairs_per_s": n["pairs_per_s"],
+            "numba_small_ms": results["small_numba"]["ms"],
+            "numba_first_call_s": n.get("first_call_s"),
+            "numba_speedup_vs_torch": t["ms"] / n["ms"],
+            "numba_small_speedup_vs_torch": results["small_tiled"]["ms"] / results["small_numba"]["ms"],
+            "numba_max_abs_err_vs_dense": float((saved["small_numba"]["rgb"] - saved["small_dense"]["rgb"]).abs().max()),
+            "numba_max_abs_err_vs_torch": float((saved["full_numba"]["rgb"] - saved["full_tiled"]["rgb"]).abs().max()),
+            "numba_max_grad_err_vs_torch": max(_rel_err(a, b) for a, b in zip(saved["full_numba"]["grads"], saved["full_tiled"]["grads"])),
+            "numba_max_grad_err_vs_dense": max(_rel_err(a, b) for a, b in zip(saved["small_numba"]["grads"], saved["small_dense"]["grads"])),
+            "numba_fast_ms": results["full_numba_fast"]["ms"],
+            "numba_fast_max_abs_err_vs_torch": float((saved["full_numba_fast"]["rgb"] - saved["full_tiled"]["rgb"]).abs().max()),
+        })  # fmt: skip
     if "full_gsplat" in results:
         summary["gsplat_ms"] = results["full_gsplat"]["ms"]
         summary["gsplat_peak_mem_mb"] = results["full_gsplat"]["peak_mem_mb"]
@@ -177,6 +221,15 @@ def main() -> None:
         table.add_row(case, str(r["res"]), str(r["num_gaussians"]), f"{r['ms']:.0f}", f"{r['peak_mem_mb']:.0f}", pps)
     console.print(table)
     console.print(f"speedup vs dense: {summary['speedup_vs_dense']:.1f}x   max |tiled - dense|: {err:.2e}")
+    if "numba_ms" in summary:
+        console.print(
+            f"numba: {summary['numba_speedup_vs_torch']:.1f}x the torch path (full), "
+            f"{summary['numba_small_speedup_vs_torch']:.1f}x (small); max |numba - dense|: "
+            f"{summary['numba_max_abs_err_vs_dense']:.2e}, |numba - torch|: {summary['numba_max_abs_err_vs_torch']:.2e}; "
+            f"gradients within {summary['numba_max_grad_err_vs_torch']:.1e} (torch) and "
+            f"{summary['numba_max_grad_err_vs_dense']:.1e} (dense) of the largest; first call {summary['numba_first_call_s']:.1f} s; "
+            f"numba_fast: max |fast - torch| {summary['numba_fast_max_abs_err_vs_torch']:.2e}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2))

@@ -2,15 +2,20 @@
 
 - `splatdiff-var`, `splatdiff-regression`: the paper's recipe at 128x128 (SD-VAE widths, batch 32, Adam 5e-5,
   LPIPS 0.01 and lr 5e-6 in the second phase). Needs a GPU and the LPIPS VGG weights in the torch hub cache.
-- `splatdiff-var-small`, `splatdiff-regression-small`: a CPU preset at 64x64 that trains in minutes on the
-  procedural data; LPIPS is off in this preset so it runs offline. Its VAR sees a context view in training
-  (`context_view`, see models/var_net.py) so that stage 2 can sample the designed back-side modes.
+- `splatdiff-var-small`, `splatdiff-var-small-input-only`, `splatdiff-regression-small`: a CPU preset at 64x64 for
+  the proving ground (`splatdiff-make-procedural --kind object`: objects on white whose hidden side has K designed
+  modes). LPIPS is off so it runs offline. Training items take the source near view 0 and always one target on
+  the hidden side. `splatdiff-var-small` has the privileged branch (a hidden-side view with its pose informs the
+  latent, models/privileged.py), so stage 2 can learn to sample the modes; `-input-only` is the paper's recipe.
 - `splatdiff-diffusion` / `splatdiff-diffusion-small`: latent diffusion over a trained VAR of the same preset
   (`--pipeline.model.var-checkpoint <var run>/config.yml`): SD-U-Net-shaped denoiser from scratch, Adam 1e-4 with
   exponential decay, condition dropped 20% of the time, 50 DDIM steps at inference.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
 
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
@@ -29,54 +34,108 @@ from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.pipeline import DiffusionPipelineConfig, SplatdiffPipelineConfig
 from nerfstudio_splatdiff.schedulers import ExponentialLRSchedulerConfig
+from nerfstudio_splatdiff.trainer import SplatdiffTrainer
 
-PAPER = dict(
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One stage-1 preset: everything that differs between the paper's recipe and the CPU proving ground."""
+
+    image_size: int
+    """Side of the square training images."""
+    widths: Tuple[int, ...]
+    """Encoder/decoder widths per level (4 levels: the 1/8-resolution latent)."""
+    layers: int
+    """ResNet layers per level."""
+    groups: int
+    """GroupNorm groups."""
+    scenes_per_batch: int
+    """Scenes per training batch (each: the source and 3 targets)."""
+    lr: float
+    """Adam learning rate (divided by 10 for the last quarter)."""
+    max_steps: int
+    """Training steps."""
+    lpips_weight: float
+    """LPIPS weight in the last quarter (the paper's second phase); 0 trains offline without it."""
+    ema_decay: float
+    """EMA of the weights for evaluation."""
+    steps_per_save: int
+    """Checkpoint interval."""
+    num_workers: int
+    """DataLoader worker processes."""
+    max_scale_px: float
+    """Soft cap of Gaussian scales in input-view pixels."""
+    privileged_view: bool
+    """VARs: the privileged branch (a hidden-side view with its pose informs the latent in training)."""
+    background: Optional[Tuple[float, float, float]] = None
+    """Composite the data onto this colour and render onto it (None: full images on black, as the paper)."""
+    source_window: Optional[int] = None
+    """Training sources within this many frames of view 0 (None: any frame)."""
+    hidden_target: bool = False
+    """Every training item has one target on the side hidden from view 0."""
+    scene_kind: Optional[str] = None
+    """Refuse data of another procedural kind (None: any data)."""
+    mask_weight: float = 0.0
+    """L1 between rendered opacity and the object masks (cuts background haze on plain backgrounds)."""
+
+
+PAPER = Preset(
     image_size=128, widths=(128, 256, 512, 512), layers=2, groups=32, scenes_per_batch=32, lr=5e-5,
     max_steps=400_000, lpips_weight=0.01, ema_decay=0.9999, steps_per_save=5_000, num_workers=8, max_scale_px=4.0,
-    context_view=False,
+    privileged_view=False,
 )  # fmt: skip
-SMALL = dict(
-    image_size=64, widths=(32, 64, 128, 128), layers=1, groups=32, scenes_per_batch=8, lr=2e-4,
-    max_steps=3_000, lpips_weight=0.0, ema_decay=0.995, steps_per_save=500, num_workers=2, max_scale_px=2.0,
-    context_view=True,  # the procedural data's back sides are ambiguous by design: give the latent the far view
+SMALL = Preset(
+    image_size=64, widths=(32, 64, 128, 128), layers=1, groups=32, scenes_per_batch=8, lr=3e-4,
+    max_steps=6_000, lpips_weight=0.0, ema_decay=0.995, steps_per_save=250, num_workers=1, max_scale_px=2.0,
+    privileged_view=True, background=(1.0, 1.0, 1.0), source_window=1, hidden_target=True, scene_kind="object",
+    mask_weight=0.1,
 )  # fmt: skip
+SMALL_INPUT_ONLY = replace(SMALL, privileged_view=False)
 
 
-def _trainer(method: str, network, p: dict) -> TrainerConfig:
-    phase2 = int(p["max_steps"] * 0.75)  # LPIPS on and lr / 10 for the last quarter (the paper's second phase)
+def _trainer(method: str, network, p: Preset) -> TrainerConfig:
+    phase2 = int(p.max_steps * 0.75)  # LPIPS on and lr / 10 for the last quarter (the paper's second phase)
     return TrainerConfig(
+        _target=SplatdiffTrainer,  # atomic checkpoint saves; resume from the newest that loads
         method_name=method,
         steps_per_eval_batch=500,
         steps_per_eval_image=1_000,
         steps_per_eval_all_images=1_000_000,
-        steps_per_save=p["steps_per_save"],
-        max_num_iterations=p["max_steps"],
+        steps_per_save=p.steps_per_save,
+        max_num_iterations=p.max_steps,
         mixed_precision=False,  # the model runs its network in bf16 on CUDA itself
         pipeline=SplatdiffPipelineConfig(
             datamanager=MultiSceneDataManagerConfig(
-                dataparser=Co3dDataParserConfig(resolution=p["image_size"]),
-                scenes_per_batch=p["scenes_per_batch"],
+                dataparser=Co3dDataParserConfig(resolution=p.image_size),
+                scenes_per_batch=p.scenes_per_batch,
                 num_target_views=3,
-                num_workers=p["num_workers"],
+                num_workers=p.num_workers,
+                background_color=p.background,
+                source_window=p.source_window,
+                hidden_target=p.hidden_target,
+                scene_kind=p.scene_kind,
             ),
             model=ReconstructorModelConfig(
                 network=network,
-                image_size=p["image_size"],
+                image_size=p.image_size,
                 l2_weight=0.8,
                 ssim_weight=0.2,
                 kl_weight=1e-5,
-                lpips_weight=p["lpips_weight"],
+                lpips_weight=p.lpips_weight,
                 lpips_start_step=phase2,
+                mask_weight=p.mask_weight,
                 scale_reg_weight=0.0,  # scales are bounded by the head's soft pixel cap instead
                 max_scale=0.1,
-                ema_decay=p["ema_decay"],
+                ema_decay=p.ema_decay,
                 eval_skip_weight=1.0,
+                background_color=p.background or (0.0, 0.0, 0.0),
             ),
         ),
         optimizers={
             "network": {
-                "optimizer": AdamOptimizerConfig(lr=p["lr"], eps=1e-8, max_norm=1.0),
-                "scheduler": MultiStepSchedulerConfig(max_steps=p["max_steps"], gamma=0.1, milestones=(phase2,)),
+                "optimizer": AdamOptimizerConfig(lr=p.lr, eps=1e-8, max_norm=1.0),
+                "scheduler": MultiStepSchedulerConfig(max_steps=p.max_steps, gamma=0.1, milestones=(phase2,)),
             }
         },
         viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),
@@ -86,14 +145,17 @@ def _trainer(method: str, network, p: dict) -> TrainerConfig:
     )
 
 
-def _var(p: dict) -> VARNetConfig:
-    return VARNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"], norm_num_groups=p["groups"],
-                        latent_channels=4, skip_dropout=0.5, context_view=p["context_view"], context_drop=0.5, head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p["max_scale_px"]))  # fmt: skip
+def _var(p: Preset) -> VARNetConfig:
+    return VARNetConfig(
+        block_out_channels=p.widths, layers_per_block=p.layers, norm_num_groups=p.groups, latent_channels=4,
+        skip_dropout=0.5, privileged_view=p.privileged_view, privileged_drop=0.1, privileged_width=32,
+        privileged_grid=p.image_size // 8, head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p.max_scale_px),
+    )  # fmt: skip
 
 
-def _regression(p: dict) -> RegressionNetConfig:
-    return RegressionNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"], norm_num_groups=p["groups"],
-                               head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p["max_scale_px"]))  # fmt: skip
+def _regression(p: Preset) -> RegressionNetConfig:
+    return RegressionNetConfig(block_out_channels=p.widths, layers_per_block=p.layers, norm_num_groups=p.groups,
+                               head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p.max_scale_px))  # fmt: skip
 
 
 splatdiff_var = MethodSpecification(
@@ -103,6 +165,10 @@ splatdiff_var = MethodSpecification(
 splatdiff_var_small = MethodSpecification(
     config=_trainer("splatdiff-var-small", _var(SMALL), SMALL),
     description="splatdiff stage 1: Variational AutoReconstructor (CPU preset, 64x64)",
+)
+splatdiff_var_small_input_only = MethodSpecification(
+    config=_trainer("splatdiff-var-small-input-only", _var(SMALL_INPUT_ONLY), SMALL_INPUT_ONLY),
+    description="splatdiff stage 1, the paper's recipe (input only, no privileged view) on the CPU preset, 64x64",
 )
 splatdiff_regression = MethodSpecification(
     config=_trainer("splatdiff-regression", _regression(PAPER), PAPER),
@@ -114,46 +180,80 @@ splatdiff_regression_small = MethodSpecification(
 )
 
 
-DIFFUSION_PAPER = dict(image_size=128, widths=(320, 640, 1280, 1280), attention=(1, 2, 3), layers=2, groups=32,
-                       scenes_per_batch=32, max_steps=200_000, ema_decay=0.9999, num_workers=8)  # fmt: skip
-DIFFUSION_SMALL = dict(image_size=64, widths=(64, 128, 128), attention=(1, 2), layers=1, groups=32,
-                       scenes_per_batch=32, max_steps=3_000, ema_decay=0.995, num_workers=2)  # fmt: skip
+@dataclass(frozen=True)
+class DiffusionPreset:
+    """One stage-2 preset (the denoiser and its data)."""
+
+    image_size: int
+    """Side of the square images (the VAR's)."""
+    widths: Tuple[int, ...]
+    """Denoiser U-Net widths per level."""
+    attention: Tuple[int, ...]
+    """Levels with attention."""
+    layers: int
+    """ResNet layers per level."""
+    groups: int
+    """GroupNorm groups."""
+    scenes_per_batch: int
+    """Scenes per training batch."""
+    max_steps: int
+    """Training steps."""
+    ema_decay: float
+    """EMA of the denoiser for sampling."""
+    num_workers: int
+    """DataLoader worker processes."""
+    stage1: Preset
+    """The stage-1 preset whose VAR this denoiser samples (its data settings are reused)."""
 
 
-def _diffusion(method: str, p: dict) -> TrainerConfig:
+DIFFUSION_PAPER = DiffusionPreset(image_size=128, widths=(320, 640, 1280, 1280), attention=(1, 2, 3), layers=2,
+                                  groups=32, scenes_per_batch=32, max_steps=200_000, ema_decay=0.9999, num_workers=8,
+                                  stage1=PAPER)  # fmt: skip
+DIFFUSION_SMALL = DiffusionPreset(image_size=64, widths=(64, 128, 128), attention=(1, 2), layers=1, groups=32,
+                                  scenes_per_batch=32, max_steps=4_000, ema_decay=0.995, num_workers=1,
+                                  stage1=SMALL)  # fmt: skip
+
+
+def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
     return TrainerConfig(
+        _target=SplatdiffTrainer,  # atomic checkpoint saves; resume from the newest that loads
         method_name=method,
         steps_per_eval_batch=500,
         steps_per_eval_image=2_000,
         steps_per_eval_all_images=1_000_000,
-        steps_per_save=1_000,
-        max_num_iterations=p["max_steps"],
+        steps_per_save=500,
+        max_num_iterations=p.max_steps,
         mixed_precision=False,
         pipeline=DiffusionPipelineConfig(
             datamanager=MultiSceneDataManagerConfig(
-                dataparser=Co3dDataParserConfig(resolution=p["image_size"]),
-                scenes_per_batch=p["scenes_per_batch"],
-                num_target_views=3,  # the source view, and (context-view VARs) the candidates for the view facing away
-                num_workers=p["num_workers"],
+                dataparser=Co3dDataParserConfig(resolution=p.image_size),
+                scenes_per_batch=p.scenes_per_batch,
+                num_target_views=3,  # privileged-view VARs: the candidates for the hidden-side view
+                num_workers=p.num_workers,
+                background_color=p.stage1.background,
+                source_window=p.stage1.source_window,
+                hidden_target=p.stage1.hidden_target,
+                scene_kind=p.stage1.scene_kind,
             ),
             model=DiffusionModelConfig(
-                denoiser=DenoiserNetConfig(block_out_channels=p["widths"], layers_per_block=p["layers"],
-                                           attention_levels=p["attention"], norm_num_groups=p["groups"]),  # fmt: skip
-                image_size=p["image_size"],
+                denoiser=DenoiserNetConfig(block_out_channels=p.widths, layers_per_block=p.layers,
+                                           attention_levels=p.attention, norm_num_groups=p.groups),  # fmt: skip
+                image_size=p.image_size,
                 cond_drop_prob=0.2,
                 input_mask_prob=0.0,
-                ema_decay=p["ema_decay"],
+                ema_decay=p.ema_decay,
                 scheduler="ddim",
                 num_steps=50,
                 guidance_weight=0.0,
                 skip_weight=1.0,
                 eval_num_samples=20,
+                background_color=p.stage1.background or (0.0, 0.0, 0.0),
             ),
         ),
         optimizers={
             "denoiser": {
                 "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-8, max_norm=1.0),
-                "scheduler": ExponentialLRSchedulerConfig(lr_final=1e-5, max_steps=p["max_steps"]),
+                "scheduler": ExponentialLRSchedulerConfig(lr_final=1e-5, max_steps=p.max_steps),
             }
         },
         viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),

@@ -1,5 +1,6 @@
 """Trained runs on disk: loading a run's model for inference (no dataset needed, wherever the run folder now
-lives), and slim inference-only copies of runs (what the repository ships for the demo).
+lives), and slim inference-only copies of runs (what the repository ships for the demo; written by
+scripts/slim_run.py).
 
 A slim run is a normal nerfstudio run folder (`config.yml` + `nerfstudio_models/step-N.ckpt`) whose checkpoint
 holds only the weights inference uses, in float16: the EMA weights stored as the trained network, no optimiser
@@ -9,7 +10,6 @@ pipeline recognises it by `SLIM_MARKER` and loads it non-strictly, checking that
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -17,8 +17,9 @@ import torch
 import yaml
 
 from nerfstudio_splatdiff.errors import SplatdiffError
-from nerfstudio_splatdiff.models.var_checkpoint import load_run_config, resolve_run
-from nerfstudio_splatdiff.scripts.cli import run_command
+from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
+from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint, load_run_config, resolve_run
+from nerfstudio_splatdiff.safety import atomic_torch_save, atomic_write_text, is_safe_component
 
 SLIM_MARKER = "_splatdiff_slim"
 EMA_PREFIX = "_model.ema."
@@ -51,22 +52,41 @@ def _find_relative(path: Path, config_path: Path) -> Path:
 
 def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, Any]:
     """(model in eval mode, run config) of a splatdiff run, built without its dataset. The checkpoint is the newest
-    in the nerfstudio_models folder next to config.yml, so a moved or shipped run folder still loads."""
+    that loads (as weights only) in the nerfstudio_models folder next to config.yml, so a moved or shipped run
+    folder still loads."""
     from nerfstudio.data.scene_box import SceneBox
 
     config_path = Path(config_path)
     if not config_path.is_file():
         raise SplatdiffError(f"No config.yml at {config_path}: pass --load-config outputs/<exp>/<method>/<timestamp>/config.yml.")
     run = load_run_config(config_path)
-    model_cfg = run.pipeline.model
-    if hasattr(model_cfg, "var_checkpoint") and model_cfg.var_checkpoint is not None:
+    model_cfg = splatdiff_model_config(run, config_path)
+    if model_cfg.needs_frozen_var and model_cfg.var_checkpoint is not None:
         model_cfg.var_checkpoint = _find_relative(Path(model_cfg.var_checkpoint), config_path)
     folder = config_path.parent / "nerfstudio_models"
-    _, ckpt = resolve_run(folder if folder.is_dir() else config_path)
+    _, source = resolve_run(folder if folder.is_dir() else config_path)
+    _, loaded = load_checkpoint(source)  # before the model is built: a bad checkpoint fails fast
     model = model_cfg.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=0,
                             metadata={}, device=device)  # fmt: skip
-    load_model_state(model, torch.load(ckpt, map_location="cpu", weights_only=False)["pipeline"])
+    load_model_state(model, loaded["pipeline"])
     return model.to(device).eval(), run
+
+
+def setup_pipeline(config_path: Path, test_mode: str = "test", device: Optional[str] = None) -> Tuple[Any, Any, Path, int]:
+    """nerfstudio's eval_setup for splatdiff runs, made safe: config.yml through the safe loader, the newest
+    checkpoint that loads (weights only) from the nerfstudio_models folder next to config.yml (else where training
+    wrote it), checked before the datasets load. Returns (config, pipeline in eval mode, checkpoint, step)."""
+    config_path = Path(config_path)
+    config = load_run_config(config_path)
+    local = config_path.parent / "nerfstudio_models"
+    source = local if local.is_dir() else Path(config.get_checkpoint_dir())
+    config.load_dir = source
+    ckpt, loaded = load_checkpoint(source if source.is_dir() else config_path)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipeline = config.pipeline.setup(device=dev, test_mode=test_mode)
+    pipeline.eval()
+    pipeline.load_pipeline(loaded["pipeline"], int(loaded["step"]))
+    return config, pipeline, ckpt, int(loaded["step"])
 
 
 def slim_pipeline_state(state: Dict[str, torch.Tensor], trained_name: str) -> Dict[str, torch.Tensor]:
@@ -85,59 +105,61 @@ def slim_pipeline_state(state: Dict[str, torch.Tensor], trained_name: str) -> Di
     return out
 
 
+def is_slim_run_folder(folder: Path) -> bool:
+    """Whether `folder` looks like what write_slim_run writes (config.yml + nerfstudio_models/step-*.ckpt only), so
+    it may be replaced without --overwrite."""
+    models = folder / "nerfstudio_models"
+    if not folder.is_dir() or {p.name for p in folder.iterdir()} - {"config.yml", "nerfstudio_models"}:
+        return False
+    return not models.exists() or (models.is_dir() and all(p.name.startswith("step-") and p.suffix == ".ckpt" and
+                                                            p.is_file() for p in models.iterdir()))  # fmt: skip
+
+
+def slim_run_folder(config_path: Path, output_dir: Path, experiment: str) -> Path:
+    """The run folder write_slim_run writes for this run: output_dir/experiment/<method>/shipped."""
+    run = load_run_config(resolve_run(config_path)[0])
+    for value, what in ((experiment, "--experiment-name"), (run.method_name, "the run's method_name")):
+        if not is_safe_component(value):
+            raise SplatdiffError(f"{what} {value!r} is not a plain folder name (no separators, '..' or leading dot).")
+    return Path(output_dir) / experiment / run.method_name / "shipped"
+
+
 def write_slim_run(config_path: Path, output_dir: Path, experiment: str, data: Optional[Path] = None,
-                   var_config: Optional[Path] = None) -> Path:  # fmt: skip
-    """Copy a run as a slim run under output_dir/experiment/<method>/shipped; returns the new config.yml."""
-    config_path, ckpt = resolve_run(config_path)
+                   var_config: Optional[Path] = None, overwrite: bool = False) -> Path:  # fmt: skip
+    """Copy a run as a slim run under output_dir/experiment/<method>/shipped; returns the new config.yml. An
+    existing folder there is replaced only when it is a slim run itself, or with `overwrite`."""
+    target = slim_run_folder(config_path, output_dir, experiment)
+    if target.exists() and not overwrite and not is_slim_run_folder(target):
+        raise SplatdiffError(f"{target} exists and holds files other than a slim run's: move them, or pass "
+                             "--overwrite to replace the folder.")  # fmt: skip
+    config_path, source = resolve_run(config_path)
     run = load_run_config(config_path)
-    model = run.pipeline.model
-    trained_name = "denoiser" if hasattr(model, "var_checkpoint") else "net"
-    if trained_name == "denoiser":
+    model = splatdiff_model_config(run, config_path, "splatdiff-slim-run")
+    trained_name = model.trained_module
+    if model.needs_frozen_var:
         if var_config is None:
-            raise SplatdiffError("A diffusion run's slim copy needs its VAR's slim copy: write that first (SlimRun does).")
+            raise SplatdiffError("A diffusion run's slim copy needs its VAR's slim copy: write that first (splatdiff-slim-run does).")
         model.var_checkpoint = var_config
-    loaded = torch.load(ckpt, map_location="cpu", weights_only=False)
+    _, loaded = load_checkpoint(source)
     run.output_dir, run.experiment_name, run.timestamp = output_dir, experiment, "shipped"
     run.load_dir, run.load_checkpoint, run.vis = None, None, "viewer"
+    run.relative_model_dir = Path("nerfstudio_models")
     if data is not None:
         run.data = data
         run.pipeline.datamanager.data = data
         run.pipeline.datamanager.dataparser.data = data
     folder = run.get_checkpoint_dir()
+    if overwrite and target.exists() and not is_slim_run_folder(target):
+        import shutil
+
+        shutil.rmtree(target)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("step-*.ckpt"):
-        old.unlink()
     state = slim_pipeline_state(loaded["pipeline"], trained_name)
-    torch.save({"step": loaded["step"], "pipeline": state}, folder / f"step-{loaded['step']:09d}.ckpt")
+    new_ckpt = folder / f"step-{int(loaded['step']):09d}.ckpt"
+    atomic_torch_save({"step": int(loaded["step"]), "pipeline": state}, new_ckpt)
+    for old in folder.glob("step-*.ckpt"):
+        if old != new_ckpt:
+            old.unlink()
     new_config = folder.parent / "config.yml"
-    new_config.write_text(yaml.dump(run), "utf8")
+    atomic_write_text(new_config, yaml.dump(run))
     return new_config
-
-
-@dataclass
-class SlimRun:
-    """Write an inference-only, float16 copy of a trained splatdiff run (and, for a diffusion run, of its VAR)."""
-
-    load_config: Path
-    """The run's config.yml (splatdiff-var, -regression or -diffusion)."""
-    output_dir: Path = Path("checkpoints")
-    experiment_name: str = "demo"
-    data: Optional[Path] = None
-    """Dataset path to record in the copied configs (the viewer and ns-eval read it); default: unchanged."""
-
-    def main(self) -> None:
-        run = load_run_config(resolve_run(self.load_config)[0])
-        var_config = None
-        if hasattr(run.pipeline.model, "var_checkpoint"):
-            var_config = write_slim_run(run.pipeline.model.var_checkpoint, self.output_dir, self.experiment_name, self.data)
-            print(f"VAR       -> {var_config}")
-        out = write_slim_run(self.load_config, self.output_dir, self.experiment_name, self.data, var_config)
-        print(f"{run.method_name:<9} -> {out}")
-
-
-def entrypoint() -> None:
-    run_command(SlimRun)
-
-
-if __name__ == "__main__":
-    entrypoint()

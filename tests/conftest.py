@@ -32,7 +32,7 @@ def tiny_var_run(tmp_path_factory):
     from nerfstudio_splatdiff.data.procedural.generate import generate_dataset
 
     root = tmp_path_factory.mktemp("var_run")
-    generate_dataset(root / "data", scenes=6, views=5, resolution=64, seed=3)
+    generate_dataset(root / "data", scenes=6, views=5, resolution=64, seed=3, kind="object")
     run_cli(train_cmd("splatdiff-var-small", root / "data", root / "out", root / "cache", 30))
     (config,) = (root / "out").glob("*/splatdiff-var-small/*/config.yml")
     return root, config

@@ -93,3 +93,23 @@ def test_dataparsers_are_registered_with_nerfstudio():
     found, _ = discover_dataparsers()
     assert isinstance(found["co3d-data"], Co3dDataParserConfig)
     assert "re10k-data" in found
+
+
+def test_proving_ground_items_take_the_source_near_view_0_and_one_hidden_side_target():
+    from nerfstudio_splatdiff.data.cameras import invert_rigid
+    from nerfstudio_splatdiff.data.multiscene import hidden_side_frames, sample_frames
+    from nerfstudio_splatdiff.splats.orbit import orbit_w2c
+
+    c2w = invert_rigid(orbit_w2c(24, radius=2.0))  # 15 degrees apart, 20 degrees up: 9..15 look within 60 deg of opposite
+    hidden = hidden_side_frames(c2w)
+    assert hidden == list(range(9, 16))
+    g = torch.Generator().manual_seed(0)
+    draws = [sample_frames(24, 3, None, g, source_window=1, hidden=hidden) for _ in range(300)]
+    assert {d[0] for d in draws} == {23, 0, 1}  # around the orbit, within one frame of view 0
+    assert all(d[1] in hidden and len(set(d)) == 4 for d in draws)  # one hidden-side target, no repeats
+    assert {d[2] for d in draws} - set(hidden)  # the other targets come from anywhere
+
+
+def test_a_run_for_proving_ground_data_refuses_other_data_with_the_command_to_make_it(dataset, tmp_path):
+    with pytest.raises(SplatdiffError, match=r"needs procedural scenes of kind 'object'.*--kind object"):
+        make_dm(dataset, tmp_path, scene_kind="object")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_demo_with_the_shipped_checkpoint(tmp_path, monkeypatch):
     shipped = REPO / "checkpoints" / "demo" / "splatdiff-diffusion-small" / "shipped" / "config.yml"
     assert shipped.is_file(), "the demo checkpoint must ship in the repository (make train-demo writes it)"
-    out = run_cli([BIN / "splatdiff-demo", "--scenes", "10", "--max-inputs", "1", "--num-samples", "2",
+    out = run_cli([BIN / "splatdiff-demo", "--scenes", "1", "--max-inputs", "1", "--num-samples", "2",
                    "--data", tmp_path / "data", "--output-dir", tmp_path / "demo"], cwd=REPO)  # fmt: skip
     assert "ns-viewer --load-config" in out.stdout and "--viewer.websocket-host 127.0.0.1" in out.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
@@ -28,3 +28,6 @@ def test_demo_with_the_shipped_checkpoint(tmp_path, monkeypatch):
     assert {f"sample_0{i}.ply" for i in range(2)} | {"contact_sheet.png"} <= {p.name for p in folder.iterdir()}
     sheet = Image.open(folder / "contact_sheet.png")
     assert sheet.size[1] > 2 * 128  # two samples, one row each
+    # One row per input: input, input view re-rendered, 2 samples' hidden sides, the 3 true completions (64 px each).
+    completions = Image.open(tmp_path / "demo" / "completions.png")
+    assert completions.size[0] >= 7 * 64 and 64 <= completions.size[1] < 2 * 64

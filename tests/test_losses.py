@@ -67,3 +67,14 @@ def test_lpips_plumbing_and_missing_weights(monkeypatch, tmp_path):
     with pytest.raises(SplatdiffError, match=r"LPIPS needs the vgg ImageNet weights at .*vgg16-397923af.pth.*lpips-weight 0"):
         losses.maybe_lpips("vgg", required=True)
     assert losses.maybe_lpips("vgg", required=False) is None
+
+
+def test_psnr_is_averaged_per_image_as_splatter_image_reports_it():
+    from nerfstudio_splatdiff.models.metrics import image_psnr, psnr
+
+    gt = torch.zeros(2, 4, 4, 3)
+    pred = gt.clone()
+    pred[0] += 0.1  # MSE 1e-2: 20 dB
+    pred[1] += 0.01  # MSE 1e-4: 40 dB
+    assert abs(float(image_psnr(pred, gt)) - 30.0) < 1e-4  # the mean of 20 and 40
+    assert abs(float(psnr(pred, gt)) - (-10 * math.log10((1e-2 + 1e-4) / 2))) < 1e-4  # pooled: ~23 dB

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nerfstudio_splatdiff.data.procedural.generate import MakeProcedural, generate_dataset, mode_palette, sample_scene
+from nerfstudio_splatdiff.data.procedural.generate import generate_dataset, mode_palette, sample_scene
+from nerfstudio_splatdiff.scripts.make_procedural import MakeProcedural
 from nerfstudio_splatdiff.data.procedural.raycast import render
 from nerfstudio_splatdiff.errors import SplatdiffError
 
@@ -220,3 +221,47 @@ def test_cli_flags():
     cfg = tyro.cli(MakeProcedural, args=args)
     assert (cfg.scenes, cfg.views, cfg.resolution, cfg.workers, cfg.num_modes) == (5, 24, 128, 2, 4)
     assert cfg.overwrite and cfg.preview and cfg.category == "procedural" and cfg.seed == 0
+
+
+# ------------------------------------------------------------------------------------------- the proving ground
+@pytest.fixture(scope="module")
+def object_modes(tmp_path_factory) -> list[Path]:
+    """The same 2 proving-ground scenes written once per forced hidden-side mode."""
+    root = tmp_path_factory.mktemp("modes")
+    return [generate_dataset(root / f"mode{k}", 2, 8, RES, seed=5, kind="object", force_mode=k) for k in range(3)]
+
+
+def test_force_mode_changes_only_the_hidden_side(object_modes: list[Path]):
+    frames = [sorted(read_jgz(cat / "frame_annotations.jgz"), key=lambda f: (f["sequence_name"], f["frame_number"]))
+              for cat in object_modes]  # fmt: skip
+    root = [cat.parent for cat in object_modes]
+    for fa, fb, fc in zip(*frames):
+        imgs = [np.array(Image.open(r / f["image"]["path"])).astype(float) for r, f in zip(root, (fa, fb, fc))]
+        assert fa["viewpoint"] == fb["viewpoint"] == fc["viewpoint"]  # same cameras
+        if fa["frame_number"] == 1:  # view 0: identical pixels whatever the hidden side
+            assert np.array_equal(imgs[0], imgs[1]) and np.array_equal(imgs[1], imgs[2])
+        elif fa["frame_number"] == 5:  # the view facing view 0 (views 45 degrees apart): every mode differs
+            assert np.abs(imgs[0] - imgs[1]).mean() > 5 and np.abs(imgs[1] - imgs[2]).mean() > 5
+    metas = [[s["meta"] for s in read_jgz(cat / "sequence_annotations.jgz")] for cat in object_modes]
+    assert [m["back_mode"] for m in metas[2]] == [2, 2] and all(m["scene_kind"] == "object" for m in metas[0])
+
+
+def test_object_scenes_stand_on_white_and_fill_a_quarter_to_two_fifths_of_the_input_view(object_modes: list[Path]):
+    cat = object_modes[0]
+    for fr in read_jgz(cat / "frame_annotations.jgz"):
+        f = load_frame(cat.parent, fr)
+        near = np.pad(f["mask"] > 0, 2)  # background 2+ pixels from the object: no JPEG ringing there
+        near = np.any([np.roll(np.roll(near, dy, 0), dx, 1) for dy in range(-2, 3) for dx in range(-2, 3)], axis=0)
+        background = ~near[2:-2, 2:-2]
+        values = f["rgb"][background].astype(float)
+        assert np.median(values) == 255 and values.mean() > 252, values.mean()  # plain white, up to JPEG ringing
+        if fr["frame_number"] == 1:
+            assert 0.2 <= (f["mask"] == 255).mean() <= 0.45, (f["mask"] == 255).mean()
+
+
+def test_force_mode_out_of_range_and_unknown_kind_are_refused(tmp_path: Path):
+    with pytest.raises(SplatdiffError, match="--force-mode must be between 0 and 2"):
+        generate_dataset(tmp_path, 1, 2, 16, seed=0, force_mode=3)
+    with pytest.raises(SplatdiffError, match="--kind must be one of"):
+        generate_dataset(tmp_path, 1, 2, 16, seed=0, kind="moon")
+    assert not (tmp_path / "procedural").exists()

@@ -124,11 +124,13 @@ def test_bad_input_is_one_clear_message_and_nothing_is_written(case, tiny_diffus
     elif case == "tiny":
         image, expect = photo(tmp_path / "dot.png", (1, 1)), "at least 16 pixels"
     elif case == "other_method":
-        from cli_helpers import train_cmd
+        import yaml
+        from nerfstudio.configs.method_configs import method_configs
 
-        run_cli(train_cmd("splatdiff-regression-small", root / "data", tmp_path / "reg", root / "cache", 1))
-        (config,) = (tmp_path / "reg").glob("*/*/*/config.yml")
-        expect = "takes a splatdiff-diffusion or splatdiff-var run"
+        config = tmp_path / "splatfacto" / "config.yml"
+        config.parent.mkdir()
+        config.write_text(yaml.dump(method_configs["splatfacto"]))
+        expect = "not a splatdiff run: splatdiff-sample takes a splatdiff-diffusion, splatdiff-var or splatdiff-regression run"
     elif case == "zero_samples":
         extra, expect = ["--num-samples", "0"], "at least 1"
     else:

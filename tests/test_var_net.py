@@ -63,6 +63,20 @@ def test_skip_weight_zero_depends_only_on_the_latent():
     assert not torch.allclose(a1, b1)
 
 
+def test_decode_is_the_end_of_forward_and_the_head_stays_float32_under_autocast():
+    torch.manual_seed(0)
+    net = VARNetConfig(**SMALL).setup().eval()
+    images, c2w, K, near, far = inputs()
+    with torch.no_grad():
+        out = net(images, c2w, K, near, far, skip_weight=0.5)
+        mean, _, skip = net.encode(images)
+        g = net.decode(mean, skip, 0.5, c2w, K, near, far)
+        assert torch.equal(g.means, out["gaussians"].means) and torch.equal(g.colors, out["gaussians"].colors)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = net.decode(mean, skip, 0.5, c2w, K, near, far)
+    assert h.means.dtype == torch.float32 and h.quats.dtype == torch.float32
+
+
 def test_image_size_must_fit_the_latent_grid():
     net = VARNetConfig(**SMALL).setup()
     with pytest.raises(SplatdiffError, match="multiple of 8"):
@@ -93,51 +107,96 @@ def test_loads_local_autoencoderkl_weights(tmp_path):
 
 
 def test_method_presets_bind_the_viewer_to_localhost():
-    from method_configs.splatdiff_methods import splatdiff_regression_small, splatdiff_var, splatdiff_var_small
+    from method_configs.splatdiff_methods import (
+        splatdiff_regression_small,
+        splatdiff_var,
+        splatdiff_var_small,
+        splatdiff_var_small_input_only,
+    )
 
-    for spec in (splatdiff_var, splatdiff_var_small, splatdiff_regression_small):
+    for spec in (splatdiff_var, splatdiff_var_small, splatdiff_regression_small, splatdiff_var_small_input_only):
         assert spec.config.viewer.websocket_host == "127.0.0.1"
     assert splatdiff_var.config.pipeline.model.image_size == 128 and splatdiff_var_small.config.pipeline.model.image_size == 64
 
 
-def test_context_view_informs_the_latent_but_never_the_skip_features():
+def _privileged(images: torch.Tensor, yaw_deg: float = 180.0) -> tuple:
+    """A privileged view: random pixels, seen from a camera turned `yaw_deg` around the object (2 units ahead)."""
+    import math
+
+    B = images.shape[0]
+    a = math.radians(yaw_deg)
+    c2w = torch.eye(4).repeat(B, 1, 1)
+    c2w[:, :3, :3] = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+    c2w[:, :3, 3] = torch.tensor([0.0, 0.0, 2.0]) - c2w[:, :3, 2] * 2.0
+    K = torch.tensor([[64.0, 0, 32], [0, 64.0, 32], [0, 0, 1]]).repeat(B, 1, 1)
+    return torch.rand_like(images), c2w, K
+
+
+def test_privileged_view_informs_the_latent_but_never_the_skip_features():
     torch.manual_seed(0)
-    net = VARNetConfig(**SMALL, context_view=True).setup().eval()
+    net = VARNetConfig(**SMALL, privileged_view=True).setup().eval()
     images = inputs()[0]
-    ctx_a, ctx_b = torch.rand_like(images), torch.rand_like(images)
-    mean_a, _, skip_a = net.encode(images, ctx_a)
-    mean_b, _, skip_b = net.encode(images, ctx_b)
-    mean_0, _, skip_0 = net.encode(images)
+    view_a, view_b = _privileged(images), _privileged(images)
+    mean_a, logvar_a, skip_a = net.encode(images, view_a)
+    mean_b, _, skip_b = net.encode(images, view_b)
+    mean_0, logvar_0, skip_0 = net.encode(images)
     assert torch.equal(skip_a, skip_b) and torch.equal(skip_a, skip_0)  # the decoder's skips see the input only
-    assert not torch.allclose(mean_a, mean_b)  # the latent carries the context view
-    # A dropped context (grey, 0 once normalised) is the input-only encoding.
-    assert torch.allclose(net.encode(images, torch.full_like(images, 0.5))[0], mean_0, atol=1e-6)
+    assert not torch.allclose(mean_a, mean_b)  # the latent carries the privileged view's pixels ...
+    turned = net.encode(images, (view_a[0], _privileged(images, 120.0)[1], view_a[2]))[0]
+    assert not torch.allclose(mean_a, turned)  # ... and its pose
+    assert torch.equal(logvar_a, logvar_0)
 
 
-def test_context_is_dropped_at_random_in_training_only():
+def test_a_new_privileged_branch_already_tells_hidden_sides_of_different_colours_apart():
     torch.manual_seed(0)
-    net = VARNetConfig(**SMALL, context_view=True, context_drop=1.0, skip_dropout=0.0).setup().train()
+    net = VARNetConfig(**SMALL, privileged_view=True).setup().eval()
+    images = inputs()[0]
+    _, c2w, K = _privileged(images)
+    red, blue = torch.zeros_like(images), torch.zeros_like(images)
+    red[:, 0], blue[:, 2] = 0.9, 0.9
+    mean_red, logvar, _ = net.encode(images, (red, c2w, K))
+    mean_blue = net.encode(images, (blue, c2w, K))[0]
+    # Well above the posterior noise of a fresh encoder: the decoder can read it from the first step.
+    assert float((mean_red - mean_blue).abs().mean()) > 0.5 * float(torch.exp(0.5 * logvar).mean())
+
+
+def test_privileged_view_is_withheld_at_random_in_training_only():
+    torch.manual_seed(0)
+    net = VARNetConfig(**SMALL, privileged_view=True, privileged_drop=1.0, skip_dropout=0.0).setup().train()
     x = inputs()
-    ctx = torch.rand_like(x[0])
-    out = net(*x, context=ctx, sample_latent=False)
+    view = _privileged(x[0])
+    out = net(*x, privileged=view, sample_latent=False)
     assert torch.allclose(out["latent_mean"], net.encode(x[0])[0], atol=1e-6)
-    net.config.context_drop = 0.0
-    out = net(*x, context=ctx, sample_latent=False)
+    net.config.privileged_drop = 0.0
+    out = net(*x, privileged=view, sample_latent=False)
     assert not torch.allclose(out["latent_mean"], net.encode(x[0])[0], atol=1e-4)
 
 
-def test_context_view_index_picks_the_view_facing_most_away():
-    from nerfstudio_splatdiff.models.var_net import context_view_index
+def test_privileged_view_index_picks_the_view_facing_most_away():
     from nerfstudio_splatdiff.data.cameras import invert_rigid
+    from nerfstudio_splatdiff.models.privileged import privileged_view_index
     from nerfstudio_splatdiff.splats.orbit import orbit_w2c
 
     c2w = invert_rigid(orbit_w2c(8, radius=2.0))  # views 45 degrees apart around the object; view 4 faces view 0
-    assert context_view_index(c2w[None]).tolist() == [4]
-    assert context_view_index(torch.stack([c2w[[0, 1, 2]], c2w[[0, 3, 4]]])).tolist() == [2, 2]
+    assert privileged_view_index(c2w[None]).tolist() == [4]
+    assert privileged_view_index(torch.stack([c2w[[0, 1, 2]], c2w[[0, 3, 4]]])).tolist() == [2, 2]
 
 
-def test_a_plain_var_refuses_a_context_view():
+def test_plucker_rays_are_unit_directions_with_moments_orthogonal_to_them():
+    from nerfstudio_splatdiff.models.privileged import plucker_rays
+
+    _, c2w, K = _privileged(torch.zeros(2, 3, 8, 8), 90.0)
+    rays = plucker_rays(c2w, torch.tensor([[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]).repeat(2, 1, 1), 8)
+    d, m = rays[:, :3], rays[:, 3:]
+    assert torch.allclose(d.norm(dim=1), torch.ones(2, 8, 8), atol=1e-5)
+    assert torch.allclose((d * m).sum(1), torch.zeros(2, 8, 8), atol=1e-5)
+    # The centre ray runs along the camera's optical axis (its third column), from the camera centre.
+    centre = rays[0, :, 4, 4]  # pixel centre 4.5 ~ principal point 4: close to the axis
+    assert torch.allclose(centre[:3], c2w[0, :3, 2], atol=0.1)
+
+
+def test_a_plain_var_refuses_a_privileged_view():
     net = VARNetConfig(**SMALL).setup()
     images = inputs()[0]
-    with pytest.raises(SplatdiffError, match="context_view"):
-        net.encode(images, torch.rand_like(images))
+    with pytest.raises(SplatdiffError, match="privileged_view"):
+        net.encode(images, _privileged(images))

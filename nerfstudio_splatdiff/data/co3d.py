@@ -4,7 +4,12 @@ Per frame: crop the largest square centred on the principal point, resize (Lancz
 the focal; masks and depths follow with bilinear / nearest resampling. Frames with a missing or corrupt image,
 an all-black image, an empty mask or a broken camera are skipped and reported by sequence and frame. Per
 sequence: the object centre (nearest point to all optical axes) goes to the origin and the mean camera distance
-is normalised. The result is cached on disk, keyed by the preprocessing settings, so a second start is fast.
+is normalised. The result is cached on disk, keyed by the preprocessing settings and the size and modification
+time of every file it reads, so a second start is fast and a fixed image is picked up.
+
+Annotations are data, not trusted: a path that is absolute or leads outside --data, a sequence name that is not a
+plain folder name, a frame number that is not a whole number, a missing key or any unreadable file skips that
+frame (or sequence) and lists it; nothing outside --data is read and nothing outside the cache folder is written.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from nerfstudio_splatdiff.data.cameras import (
     pytorch3d_to_opencv_w2c,
 )
 from nerfstudio_splatdiff.data.co3d_format import read_depth_png, read_jgz, read_mask_png
+from nerfstudio_splatdiff.data.photo import to_8bit
 from nerfstudio_splatdiff.data.preprocess import (
     CONSOLE,
     SkipReport,
@@ -40,6 +46,7 @@ from nerfstudio_splatdiff.data.preprocess import (
 )
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.safety import child_folder, data_file, is_inside
 
 MIN_MASK_FRACTION = 1e-3  # a mask covering less than this share of the image counts as empty
 
@@ -86,7 +93,19 @@ def resolve_category(root: Path, category: Optional[str]) -> str:
     return category
 
 
-def read_set_list(cat_dir: Path, subset: str, split: str) -> list[tuple[str, int, str]]:
+def _frame_number(value: Any) -> int:
+    """A frame number from an annotation or set list: a whole number (3 or 3.0), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"frame number {value!r} is not a whole number")
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"frame number {value!r} is not a whole number")
+    return int(number)
+
+
+def read_set_list(cat_dir: Path, subset: str, split: str, report: Optional[SkipReport] = None) -> list[tuple[str, int, str]]:
+    """The (sequence, frame number, image path) entries of one split; malformed entries are skipped and added to
+    `report` (when given)."""
     path = cat_dir / "set_lists" / f"set_lists_{subset}.json"
     if not path.is_file():
         have = sorted(p.stem.replace("set_lists_", "") for p in (cat_dir / "set_lists").glob("set_lists_*.json"))
@@ -97,7 +116,15 @@ def read_set_list(cat_dir: Path, subset: str, split: str) -> list[tuple[str, int
         raise SplatdiffError(f"{path} is not valid JSON ({e}).") from e
     if split not in lists:
         raise SplatdiffError(f"{path} has no {split!r} split (it has {', '.join(lists)}).")
-    entries = [(str(s), int(f), str(p)) for s, f, p in lists[split]]
+    entries = []
+    items = lists[split] if isinstance(lists[split], list) else []
+    for i, item in enumerate(items):
+        try:
+            s, f, p = item
+            entries.append((str(s), _frame_number(f), str(p)))
+        except (ValueError, TypeError) as e:
+            if report is not None:
+                report.add(f"set list {path.name} {split}[{i}]", None, f"malformed entry {str(item)[:80]} ({e})")
     if not entries:
         raise SplatdiffError(f"The {split!r} split of {path} is empty: this category has no frames to use.")
     return entries
@@ -127,12 +154,14 @@ def _frame_camera(ann: dict[str, Any], height: int, width: int, where: str) -> t
 def _load_frame(root: Path, ann: dict[str, Any], seq: str, settings: Co3dSettings, want_mask: bool, want_depth: bool):
     """Read and preprocess one frame; raises ValueError (skip) or SplatdiffError (stop) with the reason."""
     where = f"sequence {seq} frame {ann.get('frame_number')}"
-    img_path = root / ann["image"]["path"]
+    if not isinstance(ann.get("image"), dict):
+        raise ValueError("the frame annotation has no 'image' entry")
+    img_path = data_file(root, ann["image"].get("path"), "image")
     if not img_path.is_file():
         raise ValueError(f"image file {img_path} is missing")
     try:
         with Image.open(img_path) as im:
-            image = im.convert("RGB")
+            image = to_8bit(im).convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"image {img_path} is corrupt or unreadable ({e})") from e
     try:
@@ -147,7 +176,7 @@ def _load_frame(root: Path, ann: dict[str, Any], seq: str, settings: Co3dSetting
         raise ValueError("the image is all black")
     mask = depth = None
     if want_mask:
-        m_path = root / ann["mask"]["path"]
+        m_path = data_file(root, ann["mask"]["path"], "mask")
         if not m_path.is_file():
             raise ValueError(f"mask file {m_path} is missing")
         m = Image.fromarray(read_mask_png(m_path), mode="F")
@@ -157,12 +186,12 @@ def _load_frame(root: Path, ann: dict[str, Any], seq: str, settings: Co3dSetting
             raise ValueError("the foreground mask is empty")
     if want_depth:
         d_ann = ann["depth"]
-        d_path = root / d_ann["path"]
+        d_path = data_file(root, d_ann["path"], "depth")
         if d_path.is_file():
             d = read_depth_png(d_path, float(d_ann.get("scale_adjustment", 1.0)))
             dm_path = d_ann.get("mask_path")
-            if dm_path and (root / dm_path).is_file():
-                d = d * (read_mask_png(root / dm_path) > 0.5)
+            if dm_path and data_file(root, dm_path, "depth mask").is_file():
+                d = d * (read_mask_png(data_file(root, dm_path, "depth mask")) > 0.5)
             if d.shape != (image.height, image.width):  # CO3D depth maps may be stored at another size
                 d = np.asarray(Image.fromarray(d, mode="F").resize((image.width, image.height), Image.NEAREST))
             d, _ = crop_resize(Image.fromarray(d, mode="F"), K, settings.resolution, resample=Image.NEAREST)
@@ -172,17 +201,26 @@ def _load_frame(root: Path, ann: dict[str, Any], seq: str, settings: Co3dSetting
     return img_arr, mask, depth, c2w, K_new
 
 
+def _entry(ann: dict, key: str) -> dict:
+    value = ann.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _process_sequence(root, seq, anns, seq_meta, settings, category, folder, report) -> Optional[SceneRecord]:
-    want_mask = all(a.get("mask", {}).get("path") for a in anns)
-    want_depth = settings.load_depths and all(a.get("depth", {}).get("path") for a in anns)
+    want_mask = all(_entry(a, "mask").get("path") for a in anns)
+    want_depth = settings.load_depths and all(_entry(a, "depth").get("path") for a in anns)
     images, masks, depths, c2ws, Ks, numbers = [], [], [], [], [], []
     for ann in anns:
         try:
             img, mask, depth, c2w, K = _load_frame(root, ann, seq, settings, want_mask, want_depth)
-        except SplatdiffError:
-            raise  # a problem of the whole dataset (e.g. an unknown camera format): stop with the advice
-        except ValueError as e:  # a problem of this frame: skip it, and say so
+        except SplatdiffError as e:
+            if "intrinsics_format" in str(e):
+                raise  # a problem of the whole dataset (an unknown camera format): stop with the advice
             report.add(seq, ann.get("frame_number"), str(e))
+            continue
+        except Exception as e:  # noqa: BLE001 - any problem of this frame (a truncated PNG, a malformed R, a
+            # missing key, a path outside --data): skip it, and say so
+            report.add(seq, ann.get("frame_number"), str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
             continue
         images.append(img), masks.append(mask), depths.append(depth), c2ws.append(c2w), Ks.append(K)
         numbers.append(int(ann["frame_number"]))
@@ -206,6 +244,31 @@ def _process_sequence(root, seq, anns, seq_meta, settings, category, folder, rep
     return record
 
 
+def _file_stamp(path: Path) -> list:
+    """[size, mtime in ns] of a file, or [-1, -1] when it is absent: part of the cache key."""
+    try:
+        st = path.stat()
+    except OSError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _files_fingerprint(root: Path, anns: list[dict]) -> str:
+    """A hash of the size and modification time of every image, mask and depth file the annotations name: the
+    cache is rebuilt when any of them changes (e.g. a broken image was fixed)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for ann in anns:
+        for key, sub in (("image", "path"), ("mask", "path"), ("depth", "path"), ("depth", "mask_path")):
+            rel = _entry(ann, key).get(sub)
+            if isinstance(rel, str) and rel:
+                path = root / rel
+                stamp = _file_stamp(path) if not Path(rel).is_absolute() and is_inside(path, root) else "outside"
+                h.update(f"{rel}\0{stamp}\n".encode("utf8", "replace"))
+    return h.hexdigest()
+
+
 def load_co3d_split(
     root: Path,
     category: Optional[str],
@@ -219,32 +282,49 @@ def load_co3d_split(
     root = Path(root).expanduser().resolve()
     category = resolve_category(root, category)
     cat_dir = root / category
-    entries = read_set_list(cat_dir, subset, split)
+    early = SkipReport()  # problems found before the cache is built (set list, annotations)
+    entries = read_set_list(cat_dir, subset, split, early)
     ann_file = cat_dir / "frame_annotations.jgz"
-    stat = ann_file.stat()
+    frames = read_jgz(ann_file)
+    by_key: dict[tuple[str, int], dict] = {}
+    for i, f in enumerate(frames if isinstance(frames, list) else []):
+        try:
+            by_key[(str(f["sequence_name"]), _frame_number(f["frame_number"]))] = f
+        except (KeyError, TypeError, ValueError) as e:
+            early.add(f"frame_annotations.jgz entry {i}", None, f"malformed ({type(e).__name__}: {e})")
+    wanted: dict[str, list[dict]] = defaultdict(list)
+    for seq, num, _ in entries:
+        ann = by_key.get((seq, num))
+        if ann is None:
+            early.add(seq, num, "listed in the set list but absent from frame_annotations.jgz")
+        else:
+            wanted[seq].append(ann)
+    sequences = sorted(wanted)[: max_sequences or None]
     key = settings_key({
         "root": str(root), "category": category, "subset": subset, "split": split, "max_sequences": max_sequences,
-        "settings": vars(settings), "annotations": [stat.st_size, stat.st_mtime_ns],
+        "settings": vars(settings), "annotations": _file_stamp(ann_file),
+        "sequence_annotations": _file_stamp(cat_dir / "sequence_annotations.jgz"),
+        "set_list": _file_stamp(cat_dir / "set_lists" / f"set_lists_{subset}.json"),
+        "files": _files_fingerprint(root, [a for s in sequences for a in wanted[s]]),
     })  # fmt: skip
     cache = Path(cache_root or default_cache_root()) / f"co3d_{category}_{subset}_{split}_{key}"
 
     def build(tmp: Path, report: SkipReport) -> list[SceneRecord]:
-        frames = read_jgz(ann_file)
+        report.items.extend(early.items)
         seq_file = cat_dir / "sequence_annotations.jgz"
-        seq_meta = {s["sequence_name"]: s.get("meta") or {} for s in (read_jgz(seq_file) if seq_file.is_file() else [])}
-        by_key = {(f["sequence_name"], int(f["frame_number"])): f for f in frames}
-        wanted: dict[str, list[dict]] = defaultdict(list)
-        for seq, num, _ in entries:
-            ann = by_key.get((seq, num))
-            if ann is None:
-                report.add(seq, num, "listed in the set list but absent from frame_annotations.jgz")
-            else:
-                wanted[seq].append(ann)
+        seq_meta = {}
+        for s in read_jgz(seq_file) if seq_file.is_file() else []:
+            if isinstance(s, dict) and "sequence_name" in s:
+                seq_meta[str(s["sequence_name"])] = s.get("meta") if isinstance(s.get("meta"), dict) else {}
         records = []
-        for seq in track(sorted(wanted)[: max_sequences or None], description=f"preprocessing CO3D {category}/{split}",
-                         console=CONSOLE, transient=True):  # fmt: skip
-            anns = sorted(wanted[seq], key=lambda a: int(a["frame_number"]))
-            rec = _process_sequence(root, seq, anns, seq_meta.get(seq, {}), settings, category, tmp / seq, report)
+        for seq in track(sequences, description=f"preprocessing CO3D {category}/{split}", console=CONSOLE, transient=True):
+            try:
+                folder = child_folder(tmp, seq, "sequence name")
+            except ValueError as e:
+                report.add(seq, None, f"sequence skipped: {e}")
+                continue
+            anns = sorted(wanted[seq], key=lambda a: _frame_number(a["frame_number"]))
+            rec = _process_sequence(root, seq, anns, seq_meta.get(seq, {}), settings, category, folder, report)
             if rec is not None:
                 records.append(rec)
         return records

@@ -55,6 +55,26 @@ class MultiSceneDataManagerConfig(DataManagerConfig):
     """At most this many target views per evaluation scene (evenly spaced; None: every frame)."""
     eval_depths: bool = True
     """Load depth maps with evaluation scenes (visible / occluded split) when the data has them."""
+    source_window: Optional[int] = None
+    """Training sources within this many frames of frame 0 (the proving ground: the view that defines the hidden
+    side); None draws any frame, as Splatter Image does."""
+    hidden_target: bool = False
+    """Every training item's first target shows the side hidden from frame 0 (the proving ground)."""
+    scene_kind: Optional[str] = None
+    """The kind of procedural scene this model needs (`object` for the proving ground); other data is refused at
+    start-up. None accepts any data."""
+
+
+def check_scene_kind(scenes: list[SceneRecord], wanted: Optional[str], data: Path) -> None:
+    """Refuse data of another kind than the run needs, with the command that makes the right data."""
+    if wanted is None:
+        return
+    found = sorted({str(r.meta.get("scene_kind", "full" if "generator" in r.meta else "not procedural")) for r in scenes})
+    if found != [wanted]:
+        raise SplatdiffError(
+            f"This run needs procedural scenes of kind '{wanted}' but {data} holds {', '.join(found)} scenes: make "
+            f"them with `splatdiff-make-procedural --kind {wanted} --output DIR` and pass --data DIR."
+        )
 
 
 def _to_device(batch: Dict[str, Tensor], device: Union[str, torch.device]) -> Dict[str, Tensor]:
@@ -135,6 +155,7 @@ class MultiSceneDataManager(DataManager):
             )
         self.train_scenes = all_train[local_rank::world_size]  # DDP: rank r takes scenes r, r+k, r+2k, ...
         self.eval_scenes: list[SceneRecord] = self.eval_dataparser_outputs.metadata["scenes"][: config.eval_max_scenes]
+        check_scene_kind(all_train + self.eval_scenes, config.scene_kind, self.get_datapath())
         resolutions = {r.resolution for r in all_train + self.eval_scenes}
         if len(resolutions) != 1:
             raise SplatdiffError(f"All scenes must share one resolution; found {sorted(resolutions)}.")
@@ -145,6 +166,7 @@ class MultiSceneDataManager(DataManager):
         self.view_options = ViewOptions(
             num_target_views=config.num_target_views, target_window=window, depth_range=tuple(config.depth_range),
             background_color=config.background_color, color_jitter=tuple(config.color_jitter),
+            source_window=config.source_window, hidden_target=config.hidden_target,
         )  # fmt: skip
         eval_options = ViewOptions(**{**vars(self.view_options), "color_jitter": (0.0, 0.0, 0.0, 0.0),
                                       "with_depths": config.eval_depths})  # fmt: skip

@@ -1,7 +1,9 @@
 """Multi-scene datasets: each item is ONE scene seen from a source view plus target views.
 
 Training items (`SceneViewsDataset`): a random source frame and V random other frames (within a frame window for
-video data); view 0 is the source, and the source is also rendered and supervised, as in Splatter Image.
+video data); view 0 is the source, and the source is also rendered and supervised, as in Splatter Image. The
+proving ground narrows this: the source within a few frames of frame 0 (the view that defines the hidden side) and
+one target always on the hidden side (`source_window`, `hidden_target`).
 Evaluation items (`EvalScenesDataset`): Splatter Image's protocol, frame 0 of a sequence is the input and every
 other frame is a target. Poses are returned relative to the source camera (source camera-to-world = identity),
 OpenCV convention, with pixel intrinsics; colour jitter is drawn once per scene and applied to all its views.
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -34,6 +37,10 @@ class ViewOptions:
     color_jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     """Brightness, contrast, saturation, hue jitter (torchvision ColorJitter ranges); 0 disables each."""
     with_depths: bool = False
+    source_window: Optional[int] = None
+    """Draw the source within this many frames of frame 0, around the orbit (None: any frame)."""
+    hidden_target: bool = False
+    """The first target is always a view of the side hidden from frame 0 (see `hidden_side_frames`)."""
 
 
 def depth_range(record: SceneRecord, src_c2w: Tensor, options: ViewOptions) -> tuple[float, float]:
@@ -101,16 +108,49 @@ def scene_views(
     return out
 
 
-def sample_frames(num_frames: int, num_targets: int, window: Optional[int], generator: torch.Generator) -> list[int]:
-    """A random source frame, then `num_targets` other frames (within `window` of it when given)."""
-    src = int(torch.randint(num_frames, (), generator=generator))
+HIDDEN_SIDE_COS = -0.5
+"""A frame looks at the hidden side when its viewing direction is within 60 degrees of opposite to frame 0's."""
+
+
+def hidden_side_frames(c2w: Float[Tensor, "F 4 4"]) -> list[int]:
+    """Frames whose viewing direction is within 60 degrees of opposite to frame 0's: they see its hidden side."""
+    fwd = c2w[:, :3, 2]
+    cos = (fwd * fwd[:1]).sum(-1) / (fwd.norm(dim=-1) * fwd[:1].norm(dim=-1)).clamp(min=1e-12)
+    return [i for i in range(1, c2w.shape[0]) if float(cos[i]) < HIDDEN_SIDE_COS]
+
+
+def _draw(candidates: list[int], k: int, generator: torch.Generator) -> list[int]:
+    """k of the candidates, without repetition while there are enough of them."""
+    if len(candidates) >= k:
+        pick = torch.randperm(len(candidates), generator=generator)[:k]
+    else:
+        pick = torch.randint(len(candidates), (k,), generator=generator)
+    return [candidates[int(i)] for i in pick]
+
+
+def sample_frames(
+    num_frames: int,
+    num_targets: int,
+    window: Optional[int],
+    generator: torch.Generator,
+    source_window: Optional[int] = None,
+    hidden: Optional[Sequence[int]] = None,
+) -> list[int]:
+    """A source frame (any, or within `source_window` of frame 0 around the orbit), then `num_targets` other frames
+    (within `window` of the source when given). With `hidden` (frames of the hidden side), the first target is one
+    of them."""
+    if source_window is None:
+        src = int(torch.randint(num_frames, (), generator=generator))
+    else:
+        offset = int(torch.randint(2 * source_window + 1, (), generator=generator)) - source_window
+        src = offset % num_frames
     lo, hi = (0, num_frames) if window is None else (max(0, src - window), min(num_frames, src + window + 1))
     others = [i for i in range(lo, hi) if i != src] or [src]
-    if len(others) >= num_targets:
-        pick = torch.randperm(len(others), generator=generator)[:num_targets]
-    else:
-        pick = torch.randint(len(others), (num_targets,), generator=generator)
-    return [src] + [others[int(i)] for i in pick]
+    first: list[int] = []
+    if hidden and num_targets > 0:
+        first = _draw([h for h in hidden if h != src] or list(hidden), 1, generator)
+        others = [i for i in others if i != first[0]] or others
+    return [src] + first + _draw(others, num_targets - len(first), generator)
 
 
 class SceneViewsDataset(Dataset):
@@ -126,7 +166,9 @@ class SceneViewsDataset(Dataset):
         # A per-draw generator seeded from torch's global RNG (which DataLoader seeds per worker).
         g = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         rec = self.scenes[index]
-        frames = sample_frames(rec.num_frames, self.options.num_target_views, self.options.target_window, g)
+        o = self.options
+        hidden = hidden_side_frames(rec.c2w) if o.hidden_target else None
+        frames = sample_frames(rec.num_frames, o.num_target_views, o.target_window, g, o.source_window, hidden)
         item = scene_views(rec, frames, self.options, g)
         item["scene_index"] = torch.tensor(index)
         return item

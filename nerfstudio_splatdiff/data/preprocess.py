@@ -21,9 +21,10 @@ from torch import Tensor
 from nerfstudio_splatdiff.data.cameras import nearest_point_to_axes
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.safety import OWNER_FILE, mark_owner, remove_stale_partials
 
 CONSOLE = Console(width=120)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key covers the files read; unsafe names and paths are skipped
 
 
 def square_crop_box(K: Float[Tensor, "3 3"], width: int, height: int) -> tuple[float, float, float, float]:
@@ -108,18 +109,28 @@ def is_all_black(image: np.ndarray) -> bool:
 
 def cached_scenes(cache: Path, build, what: str):
     """Load scenes from `cache` if complete; else run `build(tmp_folder, report) -> records`, then publish the
-    folder atomically (so an interrupted run never leaves a half cache). Returns (records, report)."""
+    folder atomically (so an interrupted run never leaves a half cache). Returns (records, report).
+    `*.partial-<pid>` folders of builds whose process is gone (killed) are removed first."""
     index = cache / "index.json"
     if index.is_file():
         info = json.loads(index.read_text())
         return [SceneRecord.from_folder(cache / n) for n in info["scenes"]], SkipReport.from_json(info["skipped"])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(cache.parent)
     report = SkipReport()
     tmp = cache.with_name(f"{cache.name}.partial-{os.getpid()}")  # per process: two runs may build it at once
     shutil.rmtree(tmp, ignore_errors=True)
-    records = build(tmp, report)
-    report.print()
-    if not records:
-        raise SplatdiffError(f"No usable scene in {what} ({len(report)} problems, listed above).")
+    tmp.mkdir()
+    mark_owner(tmp)
+    try:
+        records = build(tmp, report)
+        report.print()
+        if not records:
+            raise SplatdiffError(f"No usable scene in {what} ({len(report)} problems, listed above).")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / OWNER_FILE).unlink(missing_ok=True)
     (tmp / "index.json").write_text(json.dumps({"scenes": [r.name for r in records], "skipped": report.to_json()}))
     if index.is_file():  # another process published the same cache meanwhile: use theirs
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,18 +8,24 @@ Text files: `<root>/<split>/<key>.txt` (first line the video URL, then one line 
 timestamp and the 18 above) with frames in `<root>/frames/<split>/<key>/<timestamp>.{png,jpg}`.
 The official train/test splits are the `train`/`test` folders. Scenes are not normalised (they are rooms, not
 objects); the depth range comes from the config and is stored in each scene's meta.
+
+Chunks are loaded with `torch.load(weights_only=True)` (tensors, numbers, strings, lists and dicts: a pickle
+payload is refused, never run). A scene key that is not a plain folder name (separators, `..`, hidden) is skipped
+and listed, so the cache writes stay inside the cache folder; the cache key covers the size and modification time
+of every chunk, camera file and frame read.
 """
 
 from __future__ import annotations
 
 import io
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rich.progress import track
 
 from nerfstudio_splatdiff.data.cameras import check_finite_camera, invert_rigid, make_rigid
@@ -27,6 +33,7 @@ from nerfstudio_splatdiff.data.co3d import default_cache_root
 from nerfstudio_splatdiff.data.preprocess import CONSOLE, SkipReport, cached_scenes, crop_resize, is_all_black, settings_key
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.safety import child_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -69,13 +76,20 @@ def _iter_chunk_scenes(split_dir: Path, report: SkipReport) -> Iterator[dict]:
     chunks = sorted(split_dir.glob("*.torch"))
     for chunk in chunks:
         try:
-            items = torch.load(chunk, map_location="cpu", weights_only=False)
+            items = torch.load(chunk, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            report.add(chunk.name, None, f"chunk holds Python objects other than tensors; refused (weights_only): "
+                                         f"{str(e).splitlines()[0][:120]}")  # fmt: skip
+            continue
         except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on a truncated file
             report.add(chunk.name, None, f"chunk is truncated or corrupt ({type(e).__name__}); re-download it")
             continue
-        for item in items:
-            yield {"key": item["key"], "timestamps": item["timestamps"], "cameras": item["cameras"],
-                   "images": item["images"]}  # fmt: skip
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                yield {"key": item["key"], "timestamps": item["timestamps"], "cameras": item["cameras"],
+                       "images": item["images"]}  # fmt: skip
+            except (KeyError, TypeError) as e:
+                report.add(f"{chunk.name}[{i}]", None, f"malformed scene entry ({type(e).__name__}: {e})")
 
 
 def _iter_txt_scenes(root: Path, split: str, report: SkipReport) -> Iterator[dict]:
@@ -109,16 +123,16 @@ def _process_scene(scene: dict, settings: Re10kSettings, folder: Path, report: S
             continue
         try:
             image = _decode(scene["images"][i])
-        except (UnidentifiedImageError, OSError) as e:
-            report.add(key, i, f"frame image is corrupt ({e})")
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds on corrupt bytes; a non-tensor entry too
+            report.add(key, i, f"frame image is corrupt ({type(e).__name__}: {e})")
             continue
-        w2c, K = camera_from_18(torch.as_tensor(scene["cameras"][i]), image.width, image.height)
         try:
+            w2c, K = camera_from_18(torch.as_tensor(scene["cameras"][i]), image.width, image.height)
             check_finite_camera(w2c, K, f"RealEstate10K scene {key} frame {i}")
-        except SplatdiffError as e:
-            report.add(key, i, str(e))
+            img, K_new = crop_resize(image, K, settings.resolution)
+        except Exception as e:  # noqa: BLE001 - a malformed camera row or a crop that does not fit: skip the frame
+            report.add(key, i, str(e) if isinstance(e, (ValueError, SplatdiffError)) else f"{type(e).__name__}: {e}")
             continue
-        img, K_new = crop_resize(image, K, settings.resolution)
         arr = np.asarray(img, dtype=np.uint8)
         if is_all_black(arr):
             report.add(key, i, "the image is all black")
@@ -149,8 +163,13 @@ def load_re10k_split(
     if not use_chunks and not any(split_dir.glob("*.txt")):
         raise SplatdiffError(f"{split_dir} holds neither .torch chunks nor camera .txt files.")
     sources = sorted(p.name for p in split_dir.glob("*.torch" if use_chunks else "*.txt"))
+    stamps = [(s, (split_dir / s).stat().st_size, (split_dir / s).stat().st_mtime_ns) for s in sources]
+    if not use_chunks:  # the extracted frames are read too
+        frames_dir = root / "frames" / split
+        stamps += [(str(p.relative_to(frames_dir)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in sorted(frames_dir.glob("*/*")) if p.is_file()] if frames_dir.is_dir() else []  # fmt: skip
     key = settings_key({"root": str(root), "split": split, "settings": vars(settings), "max_scenes": max_scenes,
-                        "sources": [(s, (split_dir / s).stat().st_size) for s in sources]})  # fmt: skip
+                        "sources": stamps})  # fmt: skip
     cache = Path(cache_root or default_cache_root()) / f"re10k_{split}_{key}"
 
     def build(tmp: Path, report: SkipReport) -> list[SceneRecord]:
@@ -159,7 +178,12 @@ def load_re10k_split(
         for scene in track(scenes, description=f"preprocessing RealEstate10K {split}", console=CONSOLE, transient=True):
             if max_scenes is not None and len(records) >= max_scenes:
                 break
-            rec = _process_scene(scene, settings, tmp / str(scene["key"]), report)
+            try:
+                folder = child_folder(tmp, str(scene["key"]), "scene key")
+            except ValueError as e:
+                report.add(str(scene["key"]), None, f"scene skipped: {e}")
+                continue
+            rec = _process_scene(scene, settings, folder, report)
             if rec is not None:
                 records.append(rec)
         return records

@@ -1,7 +1,7 @@
 """nerfstudio Model `splatdiff-diffusion`: latent diffusion over the latents of a frozen VAR.
 
 Training: the frozen VAR encodes the source view; the target is a latent SAMPLED from its posterior (for a
-`context_view` VAR, the posterior that also saw the view facing away), the condition is the input-only posterior
+VAR with a privileged view, the posterior that also saw a view of the hidden side), the condition is the input-only posterior
 mean (both scaled to unit variance); the condition is zeroed with probability `cond_drop_prob`
 (classifier-free guidance) and, in the optional fine-tune phase, a random part of it is masked. Loss: epsilon-MSE.
 Inference: N latents per input in one batched denoiser call per step, decoded by the VAR's reconstructor with the
@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
@@ -26,16 +25,16 @@ from torch.nn import Parameter
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
-from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility_masks
+from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.sampling import NoiseSchedule, SchedulerKind, check_sampling_args, sample_latents
-from nerfstudio_splatdiff.models.scene_model import SceneModel
+from nerfstudio_splatdiff.models.scene_model import RunKind, SceneModel, SceneModelConfig
 from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
-from nerfstudio_splatdiff.models.var_net import context_images
+from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.splats import Gaussians
 
 
 @dataclass
-class DiffusionModelConfig(ModelConfig):
+class DiffusionModelConfig(SceneModelConfig):
     _target: Type = field(default_factory=lambda: DiffusionModel)
     var_checkpoint: Optional[Path] = None
     """The frozen VAR: a splatdiff-var run's config.yml, its nerfstudio_models folder, or a .ckpt file."""
@@ -59,6 +58,18 @@ class DiffusionModelConfig(ModelConfig):
     seed: int = 0
     enable_collider: bool = False
 
+    @property
+    def run_kind(self) -> RunKind:
+        return "diffusion"
+
+    @property
+    def needs_frozen_var(self) -> bool:
+        return True
+
+    @property
+    def trained_module(self) -> str:
+        return "denoiser"
+
 
 class DiffusionModel(SceneModel):
     config: DiffusionModelConfig
@@ -76,7 +87,7 @@ class DiffusionModel(SceneModel):
             raise SplatdiffError(f"The VAR's latent has {var_cfg.network.latent_channels} channels, the denoiser expects "
                                  f"{c.denoiser.latent_channels}.")  # fmt: skip
         self.denoiser = c.denoiser.setup()
-        self.setup_trained_network("denoiser", c.ema_decay)
+        self.setup_trained_network(c.trained_module, c.ema_decay)
         self.register_buffer("latent_scale", torch.zeros(()))  # 1 / std of the latents, set from the first batch
         self.train_scheduler = c.schedule.training_scheduler()
         self.lpips = losses.maybe_lpips("vgg", required=False)
@@ -107,14 +118,14 @@ class DiffusionModel(SceneModel):
 
     # -- latents ----------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_source(self, batch: Dict[str, Tensor], with_context: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    def encode_source(self, batch: Dict[str, Tensor], with_privileged: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
         """(posterior mean, logvar, skip features) of each scene's source view, from the frozen VAR; with
-        `with_context`, a context-view VAR also sees the view facing most away (the complete-scene latent)."""
+        `with_privileged`, the VAR's privileged branch also sees a view of the hidden side (the complete-scene latent)."""
         images = batch["images"]
         self.check_image_size(images)
-        context = context_images(batch) if with_context else None
+        privileged = privileged_inputs(batch) if with_privileged else None
         with self.autocast(images.device):
-            mean, logvar, skip = self.var.encode(images[:, 0].permute(0, 3, 1, 2), context)
+            mean, logvar, skip = self.var.encode(images[:, 0].permute(0, 3, 1, 2), privileged)
         return mean.float(), logvar.float(), skip
 
     def _scale(self, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -127,8 +138,8 @@ class DiffusionModel(SceneModel):
         if batch is None:
             raise SplatdiffError("splatdiff-diffusion trains from a batch of scenes; call forward(cameras, batch).")
         mean, logvar, _ = self.encode_source(batch)  # the condition: what the input image alone shows
-        if self.var.config.context_view:  # the target: a complete-scene latent (input + the view facing away)
-            mean_z, logvar_z, _ = self.encode_source(batch, with_context=True)
+        if self.var.has_privileged_branch:  # the target: a complete-scene latent (input + a hidden-side view)
+            mean_z, logvar_z, _ = self.encode_source(batch, with_privileged=True)
         else:  # the paper: a sample of the input's own posterior
             mean_z, logvar_z = mean, logvar
         s = self._scale(mean_z, logvar_z)
@@ -191,11 +202,15 @@ class DiffusionModel(SceneModel):
         z = sample_latents(call, mean * s, num_samples, c.schedule, c.scheduler, c.num_steps, w,
                            c.seed if seed is None else seed)[0] / s  # fmt: skip
         N = num_samples
-        with self.autocast(z.device):
-            raw = self.var.decode_raw(z, skip.expand(N, *skip.shape[1:]), k)
         rep = lambda key: batch[key][:, 0].expand(N, *batch[key].shape[2:])  # noqa: E731
-        return self.var.head(raw.float(), rep("c2w").float(), rep("K").float(),
-                             batch["depth_near"].expand(N).float(), batch["depth_far"].expand(N).float())  # fmt: skip
+        with self.autocast(z.device):
+            return self.var.decode(z, skip.expand(N, *skip.shape[1:]), k, rep("c2w"), rep("K"),
+                                   batch["depth_near"].expand(N), batch["depth_far"].expand(N))  # fmt: skip
+
+    def generate(self, batch: Dict[str, Tensor], num_samples: int = 1, guidance_weight: Optional[float] = None,
+                 skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+        """N different complete scenes for a batch of ONE scene (see `sample`)."""
+        return self.sample(batch, num_samples, guidance_weight, skip_weight, seed)
 
     @torch.no_grad()
     def evaluate_scene(self, batch: Dict[str, Tensor], num_samples: Optional[int] = None) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
@@ -211,9 +226,9 @@ class DiffusionModel(SceneModel):
             preds.append(self.render_views(g.scene(n), batch["c2w"], batch["K"], size)["rgb"][0])
         preds = torch.stack(preds)  # [N, V, H, W, 3]
         gt = batch["images"][0]
-        per_sample = torch.stack([psnr(preds[n, 1:], gt[1:]) for n in range(N)])
+        per_sample = torch.stack([image_psnr(preds[n, 1:], gt[1:]) for n in range(N)])
         best = int(per_sample.argmax())
-        m: Dict[str, Tensor] = {"psnr": per_sample[0], "ssim": losses.ssim(preds[0, 1:], gt[1:]),
+        m: Dict[str, Tensor] = {"psnr": per_sample[0], "psnr_pooled": psnr(preds[0, 1:], gt[1:]), "ssim": losses.ssim(preds[0, 1:], gt[1:]),
                                 "psnr_input": psnr(preds[0, :1], gt[:1]), "psnr_best": per_sample[best],
                                 "ssim_best": losses.ssim(preds[best, 1:], gt[1:]),
                                 "seconds_per_sample": torch.tensor(seconds)}  # fmt: skip
@@ -243,13 +258,8 @@ class DiffusionModel(SceneModel):
 
     @torch.no_grad()
     def viewer_gaussians(self) -> Optional[Gaussians]:
-        batch = self.viewer_batch()
-        if batch is None:
-            return None
-        key = (self.viewer_scene.value, float(self.viewer_guidance.value), float(self.viewer_skip.value), self._viewer_seed)
-        if key not in self._viewer_cache:
-            n = int(self.viewer_sample.max) + 1  # all samples of the slider's range in one batched call
-            g = self.sample(batch, n, float(self.viewer_guidance.value), float(self.viewer_skip.value), self._viewer_seed)
-            self._viewer_cache = {key: g}
-        idx = int(self.viewer_sample.value)
-        return self._viewer_cache[key].scene(min(idx, self._viewer_cache[key].batch_size - 1))
+        """The sample chosen by the slider, of all the slider's samples drawn in one batched call per knob setting."""
+        w, k, seed = float(self.viewer_guidance.value), float(self.viewer_skip.value), self._viewer_seed
+        n = int(self.viewer_sample.max) + 1
+        g = self.cached_viewer_gaussians((w, k, seed), lambda batch: self.sample(batch, n, w, k, seed))
+        return None if g is None else g.scene(min(int(self.viewer_sample.value), g.batch_size - 1))

@@ -22,11 +22,17 @@ def psnr(pred: Float[Tensor, "*b H W 3"], gt: Float[Tensor, "*b H W 3"], mask: T
     return -10.0 * torch.log10(mse.clamp(min=1e-10))
 
 
+def image_psnr(pred: Float[Tensor, "V H W 3"], gt: Float[Tensor, "V H W 3"]) -> Tensor:
+    """Splatter Image's PSNR: one PSNR per image, averaged over the images (`psnr` pools the pixels instead)."""
+    mse = (pred - gt).pow(2).flatten(1).mean(1)
+    return (-10.0 * torch.log10(mse.clamp(min=1e-10))).mean()
+
+
 def object_metrics(pred: Tensor, gt: Tensor, masks: Tensor) -> dict[str, Tensor]:
     """The paper's 'objects only': prediction and target both multiplied by the object mask [V,H,W,1], then
-    PSNR and SSIM over the whole image."""
+    PSNR (per image, averaged; pooled as an extra key) and SSIM over the whole image."""
     p, g = pred * masks, gt * masks
-    return {"psnr_objects": psnr(p, g), "ssim_objects": ssim(p, g)}
+    return {"psnr_objects": image_psnr(p, g), "psnr_objects_pooled": psnr(p, g), "ssim_objects": ssim(p, g)}
 
 
 @torch.no_grad()

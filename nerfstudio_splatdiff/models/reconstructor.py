@@ -12,22 +12,22 @@ from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
-from nerfstudio_splatdiff.models.metrics import object_metrics, psnr, visibility_masks
+from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
-from nerfstudio_splatdiff.models.scene_model import SceneModel
-from nerfstudio_splatdiff.models.var_net import VARNetConfig, context_images
+from nerfstudio_splatdiff.models.scene_model import RunKind, SceneModel, SceneModelConfig
+from nerfstudio_splatdiff.models.privileged import privileged_inputs
+from nerfstudio_splatdiff.models.var_net import VARNetConfig
 from nerfstudio_splatdiff.splats import Gaussians
 
 
 @dataclass
-class ReconstructorModelConfig(ModelConfig):
+class ReconstructorModelConfig(SceneModelConfig):
     _target: Type = field(default_factory=lambda: ReconstructorModel)
     network: Union[VARNetConfig, RegressionNetConfig] = field(default_factory=VARNetConfig)
     image_size: int = 128
@@ -39,6 +39,10 @@ class ReconstructorModelConfig(ModelConfig):
     """LPIPS weight from `lpips_start_step` on (the paper's second phase); 0 trains without LPIPS."""
     lpips_start_step: int = 100_000
     lpips_net: losses.LpipsNet = "vgg"
+    mask_weight: float = 0.0
+    """Weight of an L1 loss between the rendered opacity and the object masks in every view (data with masks). On a
+    plain background nothing else stops transparent, background-coloured haze, which is free photometrically but
+    costs the rasteriser (every pair counts) and blurs silhouettes."""
     scale_reg_weight: float = 0.1
     max_scale: float = 0.1
     """Gaussian scales above this (in the normalised world) are penalised."""
@@ -51,14 +55,19 @@ class ReconstructorModelConfig(ModelConfig):
     """Skip-connection weight used in evaluation and as the viewer's default."""
     enable_collider: bool = False
 
+    @property
+    def run_kind(self) -> RunKind:
+        """'var' for a VAR network, 'regression' for the regression baseline."""
+        return "var" if isinstance(self.network, VARNetConfig) else "regression"
+
 
 class ReconstructorModel(SceneModel):
     config: ReconstructorModelConfig
 
     def populate_modules(self) -> None:  # the base version adds a ray collider, which a splat model has no use for
         self.net = self.config.network.setup()
-        self.is_var = isinstance(self.config.network, VARNetConfig)
-        self.setup_trained_network("net", self.config.ema_decay)
+        self.is_var = self.config.run_kind == "var"
+        self.setup_trained_network(self.config.trained_module, self.config.ema_decay)
         self.lpips = losses.maybe_lpips(self.config.lpips_net, required=self.config.lpips_weight > 0)
         self.setup_viewer_scenes()
         self.viewer_skip = ViewerSlider("Skip weight", self.config.eval_skip_weight, 0.0, 1.0, 0.05,
@@ -77,11 +86,22 @@ class ReconstructorModel(SceneModel):
         images = batch["images"]
         self.check_image_size(images)
         net = net or self.net
-        if net.training and getattr(net.config, "context_view", False):
-            kwargs.setdefault("context", context_images(batch))
+        if net.training and self.is_var and net.has_privileged_branch:
+            kwargs.setdefault("privileged", privileged_inputs(batch))
         with self.autocast(images.device):
             return net(images[:, 0].permute(0, 3, 1, 2), batch["c2w"][:, 0], batch["K"][:, 0],
                        batch["depth_near"], batch["depth_far"], **kwargs)  # fmt: skip
+
+    @torch.no_grad()
+    def generate(self, batch: Dict[str, Tensor], num_samples: int = 1, guidance_weight: Optional[float] = None,
+                 skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+        """The one reconstruction of a batch of ONE scene, repeated `num_samples` times: Gaussians [N, ...]. (A
+        deterministic model: guidance and seed do not apply; the skip weight does for a VAR.)"""
+        if batch["images"].shape[0] != 1:
+            raise SplatdiffError("generate() takes a batch of one scene.")
+        w = self.config.eval_skip_weight if skip_weight is None else skip_weight
+        g = self.reconstruct(batch, net=self.eval_net(), skip_weight=w, sample_latent=False)["gaussians"]
+        return g.map(lambda t: t.expand(num_samples, *t.shape[1:]))
 
     def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Any]:
         """Training / eval-batch pass: reconstruct from view 0, render all views [B, V, H, W, *]."""
@@ -98,6 +118,8 @@ class ReconstructorModel(SceneModel):
         gt = batch["images"].flatten(0, 1)
         photo, _ = losses.photometric_loss(pred, gt, c.l2_weight, c.ssim_weight)
         loss_dict = {"photometric": photo}
+        if c.mask_weight > 0 and "masks" in batch:
+            loss_dict["mask"] = c.mask_weight * (outputs["accumulation"] - batch["masks"]).abs().mean()
         if self.is_var and c.kl_weight > 0:
             loss_dict["kl"] = c.kl_weight * losses.kl_divergence(outputs["latent_mean"], outputs["latent_logvar"])
         if self.lpips is not None and c.lpips_weight > 0 and self.step >= c.lpips_start_step:
@@ -117,7 +139,7 @@ class ReconstructorModel(SceneModel):
         out = self.render_views(rec["gaussians"], batch["c2w"], batch["K"], batch["images"].shape[-2])
         pred, gt = out["rgb"][0], batch["images"][0]
         tgt_pred, tgt_gt = pred[1:], gt[1:]
-        m = {"psnr": psnr(tgt_pred, tgt_gt), "ssim": losses.ssim(tgt_pred, tgt_gt), "psnr_input": psnr(pred[:1], gt[:1])}
+        m = {"psnr": image_psnr(tgt_pred, tgt_gt), "psnr_pooled": psnr(tgt_pred, tgt_gt), "ssim": losses.ssim(tgt_pred, tgt_gt), "psnr_input": psnr(pred[:1], gt[:1])}
         if "masks" in batch:
             m.update(object_metrics(tgt_pred, tgt_gt, batch["masks"][0, 1:]))
         if self.lpips is not None:
@@ -140,12 +162,6 @@ class ReconstructorModel(SceneModel):
     # -- viewer ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def viewer_gaussians(self) -> Optional[Gaussians]:
-        """Reconstruction of the eval scene chosen in the viewer's dropdown (cached until a knob changes)."""
-        batch = self.viewer_batch()
-        if batch is None:
-            return None
-        key = (self.viewer_scene.value, float(self.viewer_skip.value))
-        if key not in self._viewer_cache:
-            rec = self.reconstruct(batch, net=self.eval_net(), skip_weight=float(self.viewer_skip.value), sample_latent=False)
-            self._viewer_cache = {key: rec["gaussians"]}
-        return self._viewer_cache[key]
+        """Reconstruction of the eval scene chosen in the viewer's dropdown at the slider's skip weight."""
+        k = float(self.viewer_skip.value)
+        return self.cached_viewer_gaussians((k,), lambda batch: self.generate(batch, 1, skip_weight=k))

@@ -4,12 +4,13 @@ viewer (a dropdown of evaluation scenes whose Gaussians render live from the vie
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Literal, Optional, Tuple
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from nerfstudio.models.base_model import Model
+from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.viewer.viewer_elements import ViewerDropdown
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -21,6 +22,47 @@ from nerfstudio_splatdiff.splats import Gaussians, render_gaussians
 # The viewer's world: the input camera's frame turned from OpenCV (y down, z forward) to OpenGL (y up, z back),
 # so the input view opens upright. The same matrix converts back.
 VIEWER_FROM_SCENE = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+
+RunKind = Literal["var", "regression", "diffusion"]
+"""What a splatdiff run is: a VAR and the regression baseline reconstruct (one deterministic answer per input); a
+diffusion run samples (a different complete scene per seed) and decodes through a frozen VAR."""
+
+
+@dataclass
+class SceneModelConfig(ModelConfig):
+    """Base of the splatdiff model configs: what every command asks a run instead of inspecting its fields. (No
+    fields of its own: a run's config.yml names only the concrete class.)"""
+
+    @property
+    def run_kind(self) -> RunKind:
+        """'var', 'regression' or 'diffusion'."""
+        raise NotImplementedError
+
+    @property
+    def is_generative(self) -> bool:
+        """Whether `generate` gives different samples (diffusion) rather than one reconstruction repeated."""
+        return self.run_kind == "diffusion"
+
+    @property
+    def needs_frozen_var(self) -> bool:
+        """Whether the model loads a trained VAR run when it is built (`var_checkpoint`)."""
+        return False
+
+    @property
+    def trained_module(self) -> str:
+        """Name of the submodule training updates (and a slim copy stores the EMA weights as)."""
+        return "net"
+
+
+def splatdiff_model_config(run: Any, config_path: Any, command: str = "this command", hint: str = "") -> SceneModelConfig:
+    """The model config of a loaded config.yml, or one clear error naming `command` (and ending with `hint`) when it
+    is not a splatdiff run (e.g. splatfacto, or a YAML file that is not a run config at all)."""
+    model_cfg = getattr(getattr(run, "pipeline", None), "model", None)  # a foreign file may have neither
+    if not isinstance(model_cfg, SceneModelConfig):
+        name = getattr(run, "method_name", type(run).__name__)
+        raise SplatdiffError(f"{config_path} is a {name!r} run, not a splatdiff run: {command} takes a "
+                             f"splatdiff-diffusion, splatdiff-var or splatdiff-regression run.{hint}")  # fmt: skip
+    return model_cfg
 
 
 class SceneModel(Model):
@@ -87,6 +129,23 @@ class SceneModel(Model):
         if self.scene_provider is None or self.viewer_scene.value not in self._scene_names:
             return None
         return self.scene_provider(self._scene_names.index(self.viewer_scene.value))[1]
+
+    def cached_viewer_gaussians(self, knobs: Tuple, make: Callable[[Dict[str, Tensor]], Gaussians]) -> Optional[Gaussians]:
+        """Gaussians `make(batch)` of the scene chosen in the viewer's dropdown for these knob values, made once and
+        kept until the scene, a knob or the weights change (one entry: the viewer shows one scene); None if no scene."""
+        batch = self.viewer_batch()
+        if batch is None:
+            return None
+        key = (self.viewer_scene.value, *knobs)
+        if key not in self._viewer_cache:
+            self._viewer_cache = {key: make(batch)}
+        return self._viewer_cache[key]
+
+    def generate(self, batch: Dict[str, Tensor], num_samples: int = 1, guidance_weight: Optional[float] = None,
+                 skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+        """`num_samples` complete scenes [N, ...] for the source view of a batch of ONE scene: different samples for a
+        generative model, its one reconstruction repeated for a deterministic one. Every CLI asks this."""
+        raise NotImplementedError
 
     def viewer_gaussians(self) -> Optional[Gaussians]:
         raise NotImplementedError

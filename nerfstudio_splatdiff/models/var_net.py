@@ -5,11 +5,10 @@ config, never downloaded). The decoder's output layer is the splatter head's M x
 first-layer features reach the decoder's full-resolution block through a skip connection that training zeroes
 at random (so the latent must carry the scene) and inference scales by `skip_weight` in [0, 1].
 
-Optional (`context_view`, off in the paper's recipe): in training the encoder also sees one other view of the
-scene (the one facing most away from the input), so the latent can carry what the input view cannot show. The
-encoder is then a conditional-VAE posterior; the input-only encoding (context zeroed) gives the diffusion model's
-condition, and stage 2 learns to sample complete-scene latents from the input alone. Without it a latent is a
-function of the input image plus Gaussian noise, and no sampler can recover distinct back sides from it.
+Optional (`privileged_view`, off in the paper's recipe): in training a separate branch sees one view of the hidden
+side WITH its pose and corrects the latent mean (models/privileged.py explains why and how), so the latent carries
+what the input view cannot show. The encoder is then a conditional-VAE posterior; the input-only encoding gives
+the diffusion model's condition, and stage 2 learns to sample complete-scene latents from the input alone.
 """
 
 from __future__ import annotations
@@ -25,8 +24,13 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models.privileged import PrivilegedBranch
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
+
+
+Privileged = Tuple[Tensor, Tensor, Tensor]
+"""A privileged view: image [B, 3, H, W] in [0, 1], camera-to-world [B, 4, 4] relative to the input, K [B, 3, 3]."""
 
 
 @dataclass
@@ -40,10 +44,14 @@ class VARNetConfig(InstantiateConfig):
     mid_block_attention: bool = True
     skip_dropout: float = 0.5
     """Probability that a training sample's skip features are zeroed."""
-    context_view: bool = False
-    """Let the encoder also see the view facing most away from the input in training (see the module docstring)."""
-    context_drop: float = 0.5
-    """With `context_view`: probability that a training sample's context view is zeroed (input-only encoding)."""
+    privileged_view: bool = False
+    """A branch that sees a view of the hidden side with its pose informs the latent in training (module docstring)."""
+    privileged_drop: float = 0.1
+    """With `privileged_view`: probability that a training sample's privileged view is withheld (input-only latent)."""
+    privileged_width: int = 32
+    """Width of the privileged branch's first layer."""
+    privileged_grid: int = 8
+    """The branch writes its correction on this grid (resized to the latent's size when they differ)."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
@@ -57,7 +65,7 @@ class VARNet(nn.Module):
         levels = len(c.block_out_channels)
         self.head: SplatterHead = c.head.setup()
         self.encoder = Encoder(
-            in_channels=6 if c.context_view else 3, out_channels=c.latent_channels, down_block_types=("DownEncoderBlock2D",) * levels,
+            in_channels=3, out_channels=c.latent_channels, down_block_types=("DownEncoderBlock2D",) * levels,
             block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
             norm_num_groups=c.norm_num_groups, double_z=True, mid_block_add_attention=c.mid_block_attention,
         )  # fmt: skip
@@ -71,6 +79,9 @@ class VARNet(nn.Module):
         # Skip: encoder conv_in features (width C0) -> input of the decoder's last, full-resolution block (C1).
         self.skip_proj = nn.Conv2d(c.block_out_channels[0], c.block_out_channels[min(1, levels - 1)], 1)
         self.downsample = 2 ** (levels - 1)
+        self.privileged: Optional[PrivilegedBranch] = None
+        if c.privileged_view:
+            self.privileged = PrivilegedBranch(c.latent_channels, c.privileged_width, c.privileged_grid, self.downsample)
         if c.pretrained_autoencoder is not None:
             self.load_autoencoder(c.pretrained_autoencoder)
         self.head.init_output_layer(self.decoder.conv_out)
@@ -86,30 +97,35 @@ class VARNet(nn.Module):
         theirs = {k: v for k, v in vae.state_dict().items() if k in own and own[k].shape == v.shape}
         self.load_state_dict(theirs, strict=False)
 
+    @property
+    def has_privileged_branch(self) -> bool:
+        """Whether this VAR's latent can be informed by a privileged view of the hidden side."""
+        return self.privileged is not None
+
     def encode(
-        self, images: Float[Tensor, "B 3 H W"], context: Optional[Float[Tensor, "B 3 H W"]] = None
+        self, images: Float[Tensor, "B 3 H W"], privileged: Optional[Privileged] = None, keep: Optional[Tensor] = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """(mean, logvar) of the latent [B, 4, H/8, W/8] and the skip features [B, C0, H, W]; images in [0, 1].
-        `context` (a `context_view` VAR only; None = input only) informs the latent but never the skip features."""
+        `privileged` (image, c2w relative to the input, K; a `privileged_view` VAR only; None = input only) corrects
+        the latent mean, for the samples where `keep` [B] is true, and never reaches the skip features."""
         H, W = images.shape[-2:]
         if H % self.downsample or W % self.downsample:
             raise SplatdiffError(f"Image size {H}x{W} must be a multiple of {self.downsample} for this VAR.")
         enc = self.encoder
-        x = images * 2 - 1
-        if self.config.context_view:
-            x = torch.cat([x, torch.zeros_like(x)], dim=1)
-        skip = enc.conv_in(x)
-        if context is not None:
-            if not self.config.context_view:
-                raise SplatdiffError("This VAR was built without `context_view`; encode the input image alone.")
-            x = enc.conv_in(torch.cat([x[:, :3], context * 2 - 1], dim=1))
-        else:
-            x = skip
+        skip = enc.conv_in(images * 2 - 1)
+        x = skip
         for block in enc.down_blocks:
             x = block(x)
         x = enc.mid_block(x)
         x = enc.conv_out(enc.conv_act(enc.conv_norm_out(x)))
         mean, logvar = self.quant_conv(x).chunk(2, dim=1)
+        if privileged is not None:
+            if self.privileged is None:
+                raise SplatdiffError("This VAR was built without `privileged_view`; encode the input image alone.")
+            delta = self.privileged(*privileged, latent_hw=tuple(mean.shape[-2:]))
+            if keep is not None:
+                delta = delta * keep.to(delta.dtype)[:, None, None, None]
+            mean = mean + delta.to(mean.dtype)
         return mean, logvar.clamp(-30.0, 20.0), skip
 
     def decode_raw(
@@ -126,6 +142,23 @@ class VARNet(nn.Module):
             x = block(x, None)
         return dec.conv_out(dec.conv_act(dec.conv_norm_out(x)))
 
+    def decode(
+        self,
+        latent: Tensor,
+        skip: Optional[Tensor],
+        skip_weight: Union[float, Tensor],
+        c2w: Float[Tensor, "B 4 4"],
+        K: Float[Tensor, "B 3 3"],
+        depth_near: Float[Tensor, "B"],
+        depth_far: Float[Tensor, "B"],
+    ) -> Gaussians:
+        """Latent (+ skip features scaled by `skip_weight`) -> Gaussians [B, ...] seen from the input camera `c2w`, `K`
+        between `depth_near` and `depth_far`. The decoder runs under the caller's autocast; the splatter head (the
+        geometry) always in float32. The end of `forward`, and how the diffusion model turns its samples into scenes."""
+        raw = self.decode_raw(latent, skip, skip_weight)
+        with torch.autocast(raw.device.type, enabled=False):
+            return self.head(raw.float(), c2w.float(), K.float(), depth_near.float(), depth_far.float())
+
     def forward(
         self,
         images: Float[Tensor, "B 3 H W"],
@@ -136,15 +169,15 @@ class VARNet(nn.Module):
         skip_weight: Union[float, Tensor] = 1.0,
         sample_latent: Optional[bool] = None,
         latent: Optional[Tensor] = None,
-        context: Optional[Tensor] = None,
+        privileged: Optional[Privileged] = None,
     ) -> dict:
         """Reconstruct Gaussians. In training the latent is sampled (reparameterised), skips are dropped at random
-        and so is the context view; in eval the posterior mean is used unless `sample_latent`. A given `latent`
+        and so is the privileged view; in eval the posterior mean is used unless `sample_latent`. A given `latent`
         (e.g. from the diffusion model) replaces the encoder's."""
-        if context is not None and self.training and self.config.context_drop > 0:
-            keep = torch.rand(images.shape[0], device=images.device) >= self.config.context_drop
-            context = torch.where(keep[:, None, None, None], context, torch.full_like(context, 0.5))  # 0 once normalised
-        mean, logvar, skip = self.encode(images, context)
+        keep = None
+        if privileged is not None and self.training and self.config.privileged_drop > 0:
+            keep = torch.rand(images.shape[0], device=images.device) >= self.config.privileged_drop
+        mean, logvar, skip = self.encode(images, privileged, keep)
         if sample_latent is None:
             sample_latent = self.training
         if latent is None:
@@ -153,21 +186,5 @@ class VARNet(nn.Module):
         if self.training and self.config.skip_dropout > 0:
             keep = (torch.rand(images.shape[0], device=images.device) >= self.config.skip_dropout).to(images.dtype)
             w = w * keep
-        raw = self.decode_raw(latent, skip, w)
-        gaussians = self.head(raw.float(), c2w.float(), K.float(), depth_near.float(), depth_far.float())
+        gaussians = self.decode(latent, skip, w, c2w, K, depth_near, depth_far)
         return {"gaussians": gaussians, "latent_mean": mean, "latent_logvar": logvar, "latent": latent, "skip_weight": w}
-
-
-def context_view_index(c2w: Float[Tensor, "B V 4 4"]) -> Tensor:
-    """Per scene, the view (1..V-1) whose viewing direction is most opposite to the input's (view 0): [B]."""
-    fwd = c2w[..., :3, 2]
-    cos = (fwd[:, 1:] * fwd[:, :1]).sum(-1)
-    return cos.argmin(dim=1) + 1
-
-
-def context_images(batch: dict) -> Float[Tensor, "B 3 H W"]:
-    """Each scene's context view (see `context_view_index`) from a batch of images [B, V, H, W, 3]."""
-    if batch["images"].shape[1] < 2:
-        raise SplatdiffError("A context-view VAR needs at least one target view per training scene.")
-    idx = context_view_index(batch["c2w"])
-    return batch["images"][torch.arange(idx.shape[0], device=idx.device), idx].permute(0, 3, 1, 2)

@@ -5,14 +5,20 @@ For each input image it writes, under <output-dir>/<image name>/:
   turntable_XX.gif    (or .mp4) the sample orbiting about the object, starting from the input view
   contact_sheet.png   one row per sample: input | rendered from the input view | side | back | other side
   summary.json        settings, timings, device and the files written
-A splatdiff-diffusion run gives N different completions; a splatdiff-var run gives its single deterministic
-reconstruction. Every input is checked before anything is written, and each image's folder appears only once
+A splatdiff-diffusion run gives N different completions; a splatdiff-var or -regression run gives its single
+deterministic reconstruction (every command asks the model: `SceneModel.generate`). Every input is checked before anything is written, and each image's folder appears only once
 complete.
+
+Folder names are safe versions of the image names (`safety.safe_name`: no separators, no `.`/`..`, nothing hidden),
+so everything is written inside --output-dir. An existing folder is replaced only when this command wrote it (it
+holds exactly the files its summary.json lists); any other existing folder or summary.json stops the run before
+any work unless --overwrite is given.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import time
@@ -27,11 +33,20 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nerfstudio_splatdiff.data.photo import Photo, list_images, load_photo
+from nerfstudio_splatdiff.data.photo import IMAGE_SUFFIXES, Photo, check_camera_args, list_images, load_photo
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.scripts.cli import run_command
 from nerfstudio_splatdiff.models.sampling import check_sampling_args
+from nerfstudio_splatdiff.models.scene_model import RunKind, splatdiff_model_config
 from nerfstudio_splatdiff.runs import load_inference_model, load_run_config
+from nerfstudio_splatdiff.safety import (
+    atomic_write_text,
+    check_output_dir,
+    is_inside,
+    new_partial_dir,
+    remove_stale_partials,
+    safe_name,
+)
 from nerfstudio_splatdiff.splats import Gaussians
 from nerfstudio_splatdiff.splats.images import contact_sheet, save_png, to_uint8
 from nerfstudio_splatdiff.splats.orbit import turntable_c2w
@@ -40,22 +55,35 @@ from nerfstudio_splatdiff.splats.ply import save_ply
 CONSOLE = Console()
 SHEET_ANGLES = (0, 90, 180, 270)
 """Contact-sheet columns after the input: turntable azimuths in degrees (0 = the input view)."""
+MAX_SAMPLES = 64
+"""Most samples per image in one call (each is a full splat, turntable and contact-sheet row)."""
+MAX_RENDER_SIZE = 2048
+MAX_TURNTABLE_FRAMES = 720
+MAX_SEED = 2**63 - 1
 
 
-def run_kind(config_path: Path) -> str:
-    """'diffusion' or 'var' for a run splatdiff-sample can use; one clear error for anything else."""
+def check_generation_flags(num_samples: int, guidance_weight: Optional[float], skip_weight: Optional[float],
+                           seed: int) -> None:  # fmt: skip
+    """The flags every generating command shares (--num-samples, --guidance-weight, --skip-weight, --seed): one clear
+    error for a value out of range, before anything loads."""
+    if not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+        raise SplatdiffError(f"--num-samples must be a whole number, at least 1 and at most {MAX_SAMPLES}, got {num_samples}.")
+    for flag, value in (("--guidance-weight", guidance_weight), ("--skip-weight", skip_weight)):
+        if value is not None and not math.isfinite(value):
+            raise SplatdiffError(f"{flag} must be a finite number, got {value}.")
+    check_sampling_args(num_samples, guidance_weight or 0.0, 1.0 if skip_weight is None else skip_weight, 1)
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SplatdiffError(f"--seed must be a whole number from 0 to 2**63-1, got {seed}.")
+SUMMARY = "summary.json"
+
+
+def run_kind(config_path: Path, command: str = "splatdiff-sample", hint: str = "") -> RunKind:
+    """What the run at `config_path` is ('diffusion', 'var' or 'regression', as its model config says); one clear
+    error for a missing file or a run that is not a splatdiff run."""
     if not Path(config_path).is_file():
         raise SplatdiffError(f"No config.yml at {config_path}: pass --load-config <run folder>/config.yml of a "
-                             "splatdiff-diffusion or splatdiff-var run.")  # fmt: skip
-    run = load_run_config(Path(config_path))
-    model = getattr(getattr(run, "pipeline", None), "model", None)
-    if hasattr(model, "var_checkpoint"):
-        return "diffusion"
-    if getattr(getattr(model, "network", None), "latent_channels", None) is not None:
-        return "var"
-    name = getattr(run, "method_name", type(run).__name__)
-    raise SplatdiffError(f"{config_path} is a {name!r} run; splatdiff-sample takes a splatdiff-diffusion or "
-                         "splatdiff-var run.")  # fmt: skip
+                             "splatdiff-diffusion, splatdiff-var or splatdiff-regression run.")  # fmt: skip
+    return splatdiff_model_config(load_run_config(Path(config_path)), config_path, command, hint).run_kind
 
 
 def object_depth_and_range(run: Any) -> tuple[float, float, float]:
@@ -75,7 +103,7 @@ class Sample:
     """Sample complete 3D Gaussian splats from single images with a trained splatdiff run."""
 
     load_config: Path
-    """config.yml of a splatdiff-diffusion run (N samples) or a splatdiff-var run (one reconstruction)."""
+    """config.yml of a splatdiff-diffusion run (N samples) or a splatdiff-var / -regression run (one reconstruction)."""
     image: Path
     """An image file (PNG, JPEG, ...; any size; RGBA alpha is used as the mask) or a folder of them."""
     output_dir: Path = Path("outputs/samples")
@@ -97,13 +125,18 @@ class Sample:
     video_format: Literal["gif", "mp4"] = "gif"
     """mp4 needs the imageio-ffmpeg package; gif needs nothing extra."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    overwrite: bool = False
+    """Replace existing folders (and summary.json) in --output-dir that this command did not write."""
 
     def check(self) -> None:
-        if not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise SplatdiffError(f"--num-samples must be at least 1, got {self.num_samples}.")
-        check_sampling_args(self.num_samples, self.guidance_weight or 0.0, 1.0 if self.skip_weight is None else self.skip_weight, 1)
-        if self.turntable_frames < 1 or self.render_size < 16:
-            raise SplatdiffError("--turntable-frames must be >= 1 and --render-size >= 16.")
+        """Every option, before anything is loaded or written: one clear error for a value out of range."""
+        check_generation_flags(self.num_samples, self.guidance_weight, self.skip_weight, self.seed)
+        if not 1 <= self.turntable_frames <= MAX_TURNTABLE_FRAMES:
+            raise SplatdiffError(f"--turntable-frames must be from 1 to {MAX_TURNTABLE_FRAMES}, got {self.turntable_frames}.")
+        if not 16 <= self.render_size <= MAX_RENDER_SIZE:
+            raise SplatdiffError(f"--render-size must be from 16 to {MAX_RENDER_SIZE} pixels, got {self.render_size}.")
+        check_camera_args(self.fov_deg, self.focal)
+        check_output_dir(self.output_dir)
         if self.video_format == "mp4":
             try:
                 import imageio_ffmpeg  # noqa: F401
@@ -122,39 +155,61 @@ class Sample:
                 raise SplatdiffError("--mask is one file but --image is a folder: pass a folder of masks named like the images.")
             return [self.mask]
         found = []
-        for img in images:
-            matches = sorted(p for p in self.mask.glob(img.stem + ".*") if p.is_file())
+        candidates = [p for p in self.mask.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        for img in images:  # exact stems, no glob: '[x].png' pairs with '[x].png' only
+            matches = sorted(p for p in candidates if p.stem == img.stem)
             if not matches:
                 raise SplatdiffError(f"No mask for {img.name} in {self.mask} (expected {img.stem}.png or similar).")
             found.append(matches[0])
         return found
+
+    def check_outputs(self, names: List[str]) -> None:
+        """Stop before any work if an output would replace something this command did not write (or escape)."""
+        if self.overwrite:
+            return
+        for name in names:
+            if not is_inside(self.output_dir / name, self.output_dir):
+                raise SplatdiffError(f"{self.output_dir / name} leads outside --output-dir; rename the image.")
+        taken = [n for n in names if (self.output_dir / n).exists() or (self.output_dir / n).is_symlink()]
+        foreign = [n for n in taken if not is_sample_folder(self.output_dir / n)]
+        if foreign:
+            raise SplatdiffError(f"{self.output_dir} already holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+                                 "which splatdiff-sample did not write: pick another --output-dir, or pass --overwrite to "
+                                 "replace them.")  # fmt: skip
+        summary = self.output_dir / SUMMARY
+        if (summary.exists() or summary.is_symlink()) and not is_sample_summary(summary):
+            raise SplatdiffError(f"{summary} exists and is not a splatdiff-sample summary: pick another --output-dir, "
+                                 "or pass --overwrite to replace it.")  # fmt: skip
 
     def main(self) -> None:
         self.check()
         kind = run_kind(self.load_config)
         images = list_images(self.image)
         masks = self.masks_for(images)
+        names = _unique_names(images)
+        self.check_outputs(names)
+        run = load_run_config(Path(self.load_config))
+        size = int(run.pipeline.model.image_size)
+        # Masked pixels take the background the run trained with (object-only data) or, else, the render background.
+        bg = tuple(float(c) for c in (run.pipeline.datamanager.background_color or run.pipeline.model.background_color))
+        photos = [load_photo(p, size, m, self.fov_deg, self.focal, bg) for p, m in zip(images, masks)]  # all checked first
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
         t0 = time.perf_counter()
         with CONSOLE.status(f"loading the {kind} run"):
             model, run = load_inference_model(self.load_config, device)
         load_s = time.perf_counter() - t0
-        size = model.config.image_size
-        # Masked pixels take the background the run trained with (object-only data) or, else, the render background.
-        bg = tuple(float(c) for c in (run.pipeline.datamanager.background_color or model.config.background_color))
-        photos = [load_photo(p, size, m, self.fov_deg, self.focal, bg) for p, m in zip(images, masks)]  # all checked first
-        names = _unique_names(images)
-        n = self.num_samples if kind == "diffusion" else 1
-        if kind == "var" and self.num_samples > 1:
-            CONSOLE.print("[yellow]A splatdiff-var run is deterministic: writing its single reconstruction.[/]")
+        n = self.num_samples if model.config.is_generative else 1
+        if n < self.num_samples:
+            CONSOLE.print(f"[yellow]A splatdiff-{kind} run is deterministic: writing its single reconstruction.[/]")
         depth, near, far = object_depth_and_range(run)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.output_dir)
         entries = []
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=CONSOLE) as progress:
             task_images = progress.add_task("images", total=len(photos))
             for photo, name in zip(photos, names):
-                entries.append(self.process(model, kind, photo, name, n, depth, near, far, progress))
+                entries.append(self.process(model, photo, name, n, depth, near, far, progress))
                 progress.advance(task_images)
         summary = {
             "command": "splatdiff-sample", "date": datetime.now().isoformat(timespec="seconds"),
@@ -162,41 +217,60 @@ class Sample:
             "run": {"config": str(self.load_config), "method": run.method_name, "kind": kind},
             "device": _device_name(device), "load_seconds": load_s, "images": entries,
         }  # fmt: skip
-        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary_path = self.output_dir / SUMMARY
+        if self.overwrite and summary_path.is_dir() and not summary_path.is_symlink():
+            shutil.rmtree(summary_path)
+        elif summary_path.is_symlink():
+            summary_path.unlink()
+        atomic_write_text(summary_path, json.dumps(summary, indent=2))
         CONSOLE.print(f"[bold green]Done:[/] {len(entries)} image(s), {n} sample(s) each, in {self.output_dir}/")
         for e in entries:
             CONSOLE.print(f"  {e['folder']}/contact_sheet.png  ({e['sampling_seconds']:.2f} s for {n} sample(s))")
 
     @torch.no_grad()
-    def process(self, model, kind: str, photo: Photo, name: str, n: int, depth: float, near: float, far: float,
+    def process(self, model, photo: Photo, name: str, n: int, depth: float, near: float, far: float,
                 progress: Progress) -> dict:  # fmt: skip
         dev = model.device
         batch = {"images": photo.image[None, None].to(dev), "c2w": torch.eye(4, device=dev)[None, None],
                  "K": photo.K[None, None].to(dev), "depth_near": torch.tensor([near], device=dev),
                  "depth_far": torch.tensor([far], device=dev)}  # fmt: skip
         t0 = time.perf_counter()
-        gaussians = generate(model, kind, batch, n, self.guidance_weight, self.skip_weight, self.seed)
+        gaussians = model.generate(batch, n, self.guidance_weight, self.skip_weight, self.seed)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         sampling_s = time.perf_counter() - t0
         final = self.output_dir / name
-        tmp = self.output_dir / f".{name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = new_partial_dir(self.output_dir, name)  # a new hidden folder; never an existing one
         try:
-            files = self.write_outputs(model, gaussians, photo, depth, tmp, progress)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
+            files = self.write_outputs(model, gaussians, photo, depth, tmp, progress, name)
+            entry = {"image": str(photo.path), "folder": str(final), "original_size": list(photo.original_size),
+                     "focal_px": float(photo.K[0, 0]), "image_size": int(photo.image.shape[0]), "has_mask": photo.mask is not None,
+                     "num_samples": n, "num_gaussians": int(gaussians.means.shape[1]), "sampling_seconds": sampling_s,
+                     "object_depth": depth, "depth_near": near, "depth_far": far, "files": files}  # fmt: skip
+            (tmp / SUMMARY).write_text(json.dumps(entry, indent=2))
+            for p in tmp.iterdir():  # only the listed files are published
+                if p.name not in files and p.name != SUMMARY:
+                    p.unlink()
+            self.publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        entry = {"image": str(photo.path), "folder": str(final), "original_size": list(photo.original_size),
-                 "focal_px": float(photo.K[0, 0]), "image_size": int(photo.image.shape[0]), "has_mask": photo.mask is not None,
-                 "num_samples": n, "num_gaussians": int(gaussians.means.shape[1]), "sampling_seconds": sampling_s,
-                 "object_depth": depth, "depth_near": near, "depth_far": far, "files": files}  # fmt: skip
-        (final / "summary.json").write_text(json.dumps(entry, indent=2))
         return entry
 
-    def write_outputs(self, model, gaussians: Gaussians, photo: Photo, depth: float, folder: Path, progress: Progress) -> List[str]:
+    def publish(self, tmp: Path, final: Path) -> None:
+        """Rename the finished folder into place; an existing one is moved aside first and removed only after (it
+        was checked to be this command's output, or --overwrite was given)."""
+        if not (final.exists() or final.is_symlink()):
+            tmp.rename(final)
+            return
+        if not self.overwrite and not is_sample_folder(final):
+            raise SplatdiffError(f"{final} appeared meanwhile and was not written by splatdiff-sample; pass --overwrite to replace it.")
+        old = new_partial_dir(self.output_dir, final.name)
+        (final).rename(old / "previous")
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def write_outputs(self, model, gaussians: Gaussians, photo: Photo, depth: float, folder: Path, progress: Progress,
+                      label: str = "") -> List[str]:  # fmt: skip
         n, S, size = gaussians.batch_size, self.render_size, photo.image.shape[0]
         dev = model.device
         c2w = turntable_c2w(depth, self.turntable_frames).to(dev)
@@ -206,14 +280,14 @@ class Sample:
         sheet_c2w = turntable_c2w(depth, 360).to(dev)[list(SHEET_ANGLES)]
         inp = torch.from_numpy(np.array(Image.fromarray(to_uint8(photo.image)).resize((S, S), Image.LANCZOS))).float() / 255
         rows, files = [], []
-        task = progress.add_task(f"{folder.name.lstrip('.').removesuffix('.partial')}: writing", total=n)
+        task = progress.add_task(f"{label or folder.name}: writing", total=n)
         for i in range(n):
             g = gaussians.scene(i)
             files.append(save_ply(folder / f"sample_{i:02d}.ply", g).name)
             frames = [model.render_views(g, c2w[j : j + 12][None], K[j : j + 12][None], S)["rgb"][0] for j in range(0, len(c2w), 12)]
             frames = torch.cat(frames)
             files.append(_write_video(folder / f"turntable_{i:02d}.{self.video_format}", frames).name)
-            views = model.render_views(g, sheet_c2w[None], K[: len(sheet_c2w)][None], S)["rgb"][0]
+            views = model.render_views(g, sheet_c2w[None], K[:1].expand(len(sheet_c2w), 3, 3)[None], S)["rgb"][0]
             rows.append([inp] + list(views))
             progress.advance(task)
         files.append(save_png(folder / "contact_sheet.png", contact_sheet(rows)).name)
@@ -221,24 +295,44 @@ class Sample:
         return files
 
 
-@torch.no_grad()
-def generate(model, kind: str, batch: dict, num_samples: int, guidance_weight: Optional[float] = None,
-             skip_weight: Optional[float] = None, seed: int = 0) -> Gaussians:  # fmt: skip
-    """Gaussians [N] for the source view of a batch of one scene: N diffusion samples, or the VAR's reconstruction."""
-    if kind == "diffusion":
-        return model.sample(batch, num_samples, guidance_weight, skip_weight, seed)
-    k = model.config.eval_skip_weight if skip_weight is None else skip_weight
-    return model.reconstruct(batch, net=model.eval_net(), skip_weight=k, sample_latent=False)["gaussians"]
-
-
 def _unique_names(paths: List[Path]) -> List[str]:
-    """Output folder names: the image stems, made unique (photo.png and photo.jpg -> photo, photo_jpg)."""
-    names, seen = [], set()
+    """Output folder names: safe versions of the image stems (`safety.safe_name`), made unique (photo.png and
+    photo.jpg -> photo, photo_jpg; '..png' -> image)."""
+    names: List[str] = []
+    seen = {SUMMARY.lower()}
     for p in paths:
-        name = p.stem if p.stem not in seen else f"{p.stem}_{p.suffix.lstrip('.')}"
-        seen.add(name)
+        stem = safe_name(p.stem)
+        name, i = stem, 1
+        if name.lower() in seen:
+            name = f"{stem}_{safe_name(p.suffix.lstrip('.'), 'x')}"
+        while name.lower() in seen:  # case-insensitive: the same on every file system
+            name, i = f"{stem}_{i}", i + 1
+        seen.add(name.lower())
         names.append(name)
     return names
+
+
+def is_sample_folder(folder: Path) -> bool:
+    """Whether `folder` is a splatdiff-sample output: a real folder holding exactly summary.json and the files it
+    lists (so a folder with anything else in it is never replaced without --overwrite)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    try:
+        entry = json.loads((folder / SUMMARY).read_text())
+        listed = set(entry["files"]) | {SUMMARY}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(p.name in listed and p.is_file() and not p.is_symlink() for p in folder.iterdir())
+
+
+def is_sample_summary(path: Path) -> bool:
+    """Whether `path` is a top-level summary.json this command wrote."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("command") == "splatdiff-sample"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_video(path: Path, frames: torch.Tensor, fps: int = 12) -> Path:

@@ -16,6 +16,8 @@ CUDA kernels:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -24,7 +26,7 @@ from nerfstudio_splatdiff.splats.projection import ALPHA_MIN, T_MIN, Projected, 
 
 
 @torch.no_grad()
-def _candidate_pairs(
+def pixel_boxes(
     means2d: Float[Tensor, "G 2"],
     cov2d: Float[Tensor, "G 2 2"],
     radii: Tensor,
@@ -32,8 +34,12 @@ def _candidate_pairs(
     width: int,
     height: int,
     tile_size: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Expand each Gaussian into the pixels it may touch. Returns (gaussian index, x, y) per candidate."""
+) -> tuple[Tensor, Tensor]:
+    """Per Gaussian, the pixel box [lo, hi) (int64 [G, 2], x then y) that may hold alpha >= 1/255 pixels.
+
+    It is the box of the tiles the 3-sigma radius touches (gsplat's tile assignment) cut down to the bounding
+    box of the alpha >= 1/255 ellipse. Every backend that must agree with this one uses these boxes.
+    """
     dev = means2d.device
     mean = means2d.double()
     r = radii.double()
@@ -54,6 +60,22 @@ def _candidate_pairs(
     e_hi = torch.floor(mean + ext - 0.5) + 1
     lo = torch.maximum(px_lo, e_lo).long()
     hi = torch.minimum(px_hi, e_hi).long()
+    return lo, hi
+
+
+@torch.no_grad()
+def _candidate_pairs(
+    means2d: Float[Tensor, "G 2"],
+    cov2d: Float[Tensor, "G 2 2"],
+    radii: Tensor,
+    opacities: Float[Tensor, "G"],
+    width: int,
+    height: int,
+    tile_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Expand each Gaussian into the pixels it may touch. Returns (gaussian index, x, y) per candidate."""
+    dev = means2d.device
+    lo, hi = pixel_boxes(means2d, cov2d, radii, opacities, width, height, tile_size)
     size = (hi - lo).clamp(min=0)
     counts = size[:, 0] * size[:, 1]
     gid = torch.repeat_interleave(torch.arange(counts.shape[0], device=dev), counts)
@@ -63,6 +85,64 @@ def _candidate_pairs(
     x = lo[gid, 0] + local % w
     y = lo[gid, 1] + torch.div(local, w, rounding_mode="floor")
     return gid, x, y
+
+
+@dataclass
+class Visible:
+    """The valid (camera, Gaussian) footprints of a batch, flattened to G rows; camera c = b * V + v."""
+
+    valid_idx: Tensor  # [G] index into B*V*N
+    cam_of: Tensor  # [G] camera of each row
+    depths: Float[Tensor, "G"]
+    means2d: Float[Tensor, "G 2"]
+    conics: Float[Tensor, "G 3"]
+    opacities: Float[Tensor, "G"]
+    cov2d: Float[Tensor, "G 2 2"]
+    radii: Tensor  # [G]
+    feats: Float[Tensor, "G C"]  # what a pair deposits into its pixel: colour (D), depth, 1 (for the alpha)
+
+
+def visible_footprints(
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane, far_plane, eps2d
+) -> Visible:
+    """Project every Gaussian into its scene's cameras (autograd flows through) and keep the valid ones."""
+    B, N = means.shape[:2]
+    V = viewmats.shape[1]
+    D = colors.shape[-1]
+    proj: Projected = project_gaussians(
+        means, quats, scales, viewmats, Ks, width, height, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d
+    )
+    # Flatten cameras: camera c = b * V + v; Gaussian (c, n) -> c * N + n. Only valid Gaussians go on.
+    valid_idx = proj.valid.reshape(-1).nonzero().squeeze(1)  # [G]
+    cam_of = torch.div(valid_idx, N, rounding_mode="floor")  # [G]
+    scene_gauss = torch.div(cam_of, V, rounding_mode="floor") * N + valid_idx % N  # index into [B*N]
+    depths = proj.depths.reshape(-1)[valid_idx]
+    feats = torch.cat(
+        [colors.reshape(B * N, D)[scene_gauss], depths[:, None], torch.ones_like(depths)[:, None]], 1
+    )
+    return Visible(
+        valid_idx=valid_idx,
+        cam_of=cam_of,
+        depths=depths,
+        means2d=proj.means2d.reshape(-1, 2)[valid_idx],
+        conics=proj.conics.reshape(-1, 3)[valid_idx],
+        opacities=opacities.reshape(-1)[scene_gauss],
+        cov2d=proj.cov2d.reshape(-1, 2, 2)[valid_idx],
+        radii=proj.radii.reshape(-1)[valid_idx],
+        feats=feats,
+    )
+
+
+def composite_outputs(
+    acc: Float[Tensor, "P C"], B: int, V: int, height: int, width: int, backgrounds: Float[Tensor, "B V D"]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel sums of weight x (colour, depth, 1) -> colour over the background, alpha, expected depth."""
+    D = acc.shape[-1] - 2
+    acc = acc.reshape(B, V, height, width, D + 2)
+    alphas = acc[..., D + 1 :]
+    rgb = acc[..., :D] + (1 - alphas) * backgrounds[:, :, None, None, :]
+    depth = acc[..., D : D + 1] / alphas.clamp(min=1e-10)
+    return rgb, alphas, depth
 
 
 def rasterize_torch(
@@ -89,20 +169,13 @@ def rasterize_torch(
     B, N = means.shape[:2]
     V = viewmats.shape[1]
     D = colors.shape[-1]
-    proj: Projected = project_gaussians(
-        means, quats, scales, viewmats, Ks, width, height, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d
+    vis = visible_footprints(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane, far_plane, eps2d
     )
-    # Flatten cameras: camera c = b * V + v; Gaussian (c, n) -> c * N + n. Only valid Gaussians go on.
-    valid_idx = proj.valid.reshape(-1).nonzero().squeeze(1)  # [G]
+    valid_idx, cam_of, depths, means2d, conics, opac, feats = (
+        vis.valid_idx, vis.cam_of, vis.depths, vis.means2d, vis.conics, vis.opacities, vis.feats
+    )  # fmt: skip
     G = valid_idx.shape[0]
-    cam_of = torch.div(valid_idx, N, rounding_mode="floor")  # [G]
-    scene_gauss = torch.div(cam_of, V, rounding_mode="floor") * N + valid_idx % N  # index into [B*N]
-    depths = proj.depths.reshape(-1)[valid_idx]
-    means2d = proj.means2d.reshape(-1, 2)[valid_idx]
-    conics = proj.conics.reshape(-1, 3)[valid_idx]
-    opac = opacities.reshape(-1)[scene_gauss]
-    # What each pair deposits into its pixel: colour(D), depth(1) and a one for the alpha.
-    feats = torch.cat([colors.reshape(B * N, D)[scene_gauss], depths[:, None], torch.ones_like(depths)[:, None]], 1)
 
     def alpha_of(gid: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
         # Separate gathers (not slices of one packed gather): slice backward would zero-fill [M, k] each time.
@@ -113,8 +186,7 @@ def rasterize_torch(
 
     with torch.no_grad():
         gid, x, y = _candidate_pairs(
-            means2d, proj.cov2d.reshape(-1, 2, 2)[valid_idx], proj.radii.reshape(-1)[valid_idx],
-            opac, width, height, tile_size,
+            means2d, vis.cov2d, vis.radii, opac, width, height, tile_size,
         )  # fmt: skip
         pix = (cam_of[gid] * height + y) * width + x  # flat pixel over all cameras
         del x, y
@@ -152,8 +224,4 @@ def rasterize_torch(
     num_pix = B * V * height * width
     acc = torch.zeros(num_pix, D + 2, dtype=means.dtype, device=means.device)
     acc = acc.index_add(0, pix, weight[:, None] * feats.index_select(0, gid))
-    acc = acc.reshape(B, V, height, width, D + 2)
-    alphas = acc[..., D + 1 :]
-    rgb = acc[..., :D] + (1 - alphas) * backgrounds[:, :, None, None, :]
-    depth = acc[..., D : D + 1] / alphas.clamp(min=1e-10)
-    return rgb, alphas, depth
+    return composite_outputs(acc, B, V, height, width, backgrounds)

@@ -1,4 +1,8 @@
-"""One entry point to render Gaussians: B scenes x V cameras, gsplat on CUDA, the torch rasteriser elsewhere."""
+"""One entry point to render Gaussians: B scenes x V cameras.
+
+Backends: "gsplat" (CUDA only), "numba" (CPU: the tile-parallel numba kernels, the default on CPU when numba
+imports) and "torch" (any device: the pure-PyTorch reference the other two are tested against).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,43 @@ from nerfstudio_splatdiff.data.cameras import check_finite_camera
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
 from nerfstudio_splatdiff.splats.rasterize_gsplat import rasterize_gsplat
+from nerfstudio_splatdiff.splats.rasterize_numba import numba_available, numba_import_error, rasterize_numba
 from nerfstudio_splatdiff.splats.rasterize_torch import rasterize_torch
 
-Backend = Literal["auto", "torch", "gsplat"]
+Backend = Literal["auto", "torch", "gsplat", "numba"]
+BACKENDS = ("torch", "gsplat", "numba")
+ENV_VAR = "SPLATDIFF_RENDER_BACKEND"
+
+
+def default_backend(device: Union[torch.device, str], dtype: torch.dtype = torch.float32) -> str:
+    """The backend "auto" picks for tensors on `device`.
+
+    CUDA: gsplat. CPU: numba when it imports (float32/float64), else torch. The environment variable
+    SPLATDIFF_RENDER_BACKEND overrides this where the choice is possible: "torch" everywhere (the reference; e.g.
+    where gsplat's CUDA extension cannot be built), "numba" or "gsplat" on their devices; "auto" (or unset) as above.
+    """
+    dev = torch.device(device)
+    wanted = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if wanted not in ("auto",) + BACKENDS:
+        raise SplatdiffError(f"{ENV_VAR}={wanted!r} is not a render backend: use auto, torch, numba or gsplat.")
+    if wanted == "torch":
+        return "torch"
+    if dev.type == "cuda":
+        return "gsplat" if wanted in ("auto", "gsplat") else "torch"
+    if dev.type == "cpu" and wanted in ("auto", "numba") and numba_available() and dtype in (torch.float32, torch.float64):
+        return "numba"
+    return "torch"
+
+
+def available_backends(device: Union[torch.device, str]) -> list[str]:
+    """Backends that can render tensors on `device` in this environment."""
+    dev = torch.device(device)
+    out = ["torch"]
+    if dev.type == "cpu" and numba_available():
+        out.append("numba")
+    if dev.type == "cuda":
+        out.append("gsplat")
+    return out
 
 
 @dataclass
@@ -61,9 +99,9 @@ def render_gaussians(
 ) -> RenderOutput:
     """Render every scene of `gaussians` into its own V cameras (OpenCV world-to-camera `viewmats`).
 
-    backend "auto" uses gsplat for CUDA tensors and the pure-PyTorch tiled rasteriser otherwise; the environment
-    variable SPLATDIFF_RENDER_BACKEND=torch makes "auto" use the torch rasteriser on CUDA too (e.g. where gsplat's
-    CUDA extension cannot be built).
+    backend "auto" is `default_backend(device)`: gsplat for CUDA tensors, the numba kernels on CPU (when numba
+    imports), the pure-PyTorch tiled rasteriser otherwise; SPLATDIFF_RENDER_BACKEND=torch makes "auto" use the
+    torch rasteriser everywhere (e.g. where gsplat's CUDA extension cannot be built).
     """
     gaussians.validate()
     B = gaussians.batch_size
@@ -82,12 +120,19 @@ def render_gaussians(
     backgrounds = background.expand(B, V, 3)
 
     if backend == "auto":
-        backend = "gsplat" if dev.type == "cuda" and os.environ.get("SPLATDIFF_RENDER_BACKEND", "auto") != "torch" else "torch"
+        backend = default_backend(dev, dtype)
     if backend == "gsplat" and dev.type != "cuda":
         raise SplatdiffError("The gsplat backend only runs on CUDA tensors; use backend='torch' (or 'auto') on CPU.")
-    fn = {"torch": rasterize_torch, "gsplat": rasterize_gsplat}.get(backend)
+    if backend == "numba":
+        if not numba_available():
+            raise SplatdiffError(f"The numba backend needs numba ({numba_import_error()}); use backend='torch'.")
+        if dev.type != "cpu":
+            raise SplatdiffError("The numba backend only runs on CPU tensors; use backend='auto' or 'torch'.")
+        if dtype not in (torch.float32, torch.float64):
+            raise SplatdiffError(f"The numba backend renders float32 or float64 Gaussians, not {dtype}.")
+    fn = {"torch": rasterize_torch, "gsplat": rasterize_gsplat, "numba": rasterize_numba}.get(backend)
     if fn is None:
-        raise SplatdiffError(f"Unknown render backend {backend!r}: use 'auto', 'torch' or 'gsplat'.")
+        raise SplatdiffError(f"Unknown render backend {backend!r}: use 'auto', 'torch', 'numba' or 'gsplat'.")
     rgb, alpha, depth = fn(
         gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.colors,
         viewmats.to(dtype), Ks.to(dtype), width, height, backgrounds,

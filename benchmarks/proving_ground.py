@@ -1,0 +1,282 @@
+"""The proving ground: can a model sample the distinct completions of what one image cannot show?
+
+Held-out object-centric procedural scenes (`--kind object`, a seed no run trained on), written once per forced
+hidden-side mode, so every correct completion of each input is known. For each input (frame 0) this scores
+- `regression` (Splatter-Image-like), `var_paper` (the paper's VAR, input only): one reconstruction each;
+- `var` (the VAR stage 2 uses), given the true privileged view (an oracle upper bound, and the swap test);
+- `diffusion_1` / `diffusion_best_of_N`: N samples of stage 2 from the input alone (best: by PSNR over targets);
+with Splatter Image's metrics (PSNR per target image, averaged; full and objects only), input view and
+hidden-side views apart, high-frequency energy, diversity, and which hidden-side mode each output shows.
+Writes benchmarks/results/proving_ground.json, a figure of completions and the loss curves, and prints a table.
+
+    python benchmarks/proving_ground.py [--runs outputs/train-demo/demo] [--scenes 20] [--num-samples 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from datetime import date
+from pathlib import Path
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import device_label, latest_step  # noqa: E402
+
+RUN_NAMES = {
+    "regression": "splatdiff-regression-small",
+    "var_paper": "splatdiff-var-small-input-only",
+    "var": "splatdiff-var-small",
+    "diffusion": "splatdiff-diffusion-small",
+}
+SEED = 1_000  # the training data used seed 0: every scene here is new
+
+
+def laplacian_energy(img: torch.Tensor, region: torch.Tensor) -> float:
+    """Mean squared Laplacian (high-frequency energy) of images [V, H, W, 3] over a region [V, H, W, 1]."""
+    if region.sum() == 0:
+        return float("nan")
+    k = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).to(img)[None, None].repeat(3, 1, 1, 1)
+    lap = F.conv2d(img.permute(0, 3, 1, 2), k, padding=1, groups=3).permute(0, 2, 3, 1)
+    r = region.to(img.dtype)
+    return float(((lap**2).mean(-1, keepdim=True) * r).sum() / r.sum())
+
+
+def per_image_psnr(pred: torch.Tensor, gt: torch.Tensor) -> list[float]:
+    """Splatter Image's PSNR: one value per image [V, H, W, 3]."""
+    mse = ((pred - gt) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+    return (-10 * torch.log10(mse)).tolist()
+
+
+def scores(pred: torch.Tensor, batch: dict, hidden: list[int]) -> dict:
+    """Metrics of one rendered scene pred [V, H, W, 3] (view 0 = input) against its ground truth."""
+    gt, masks = batch["images"][0], batch["masks"][0]
+    t = list(range(1, gt.shape[0]))
+    full = per_image_psnr(pred[t], gt[t])
+    obj = per_image_psnr(pred[t] * masks[t], gt[t] * masks[t])
+    obj_in = per_image_psnr(pred[:1] * masks[:1], gt[:1] * masks[:1])[0]
+    obj_hidden = per_image_psnr(pred[hidden] * masks[hidden], gt[hidden] * masks[hidden])
+    pooled = -10 * math.log10(max(float(((pred[t] - gt[t]) ** 2).mean()), 1e-10))
+    return {
+        "psnr": float(np.mean(full)), "psnr_pooled": pooled, "psnr_objects": float(np.mean(obj)),
+        "psnr_objects_input": obj_in, "psnr_objects_hidden": float(np.mean(obj_hidden)),
+        "hf_energy_hidden": laplacian_energy(pred[hidden], masks[hidden] > 0.5),
+    }  # fmt: skip
+
+
+def loss_curves(runs: Path, out_png: Path) -> dict:
+    """Training loss curves of each run from its tensorboard events, plotted; also steps and seconds per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    info, fig = {}, plt.figure(figsize=(10, 3.2))
+    for i, (name, method) in enumerate(RUN_NAMES.items()):
+        run = runs / method / "run"
+        events = sorted(run.glob("events.out.tfevents.*"))
+        if not events:
+            continue
+        steps, values, walls = [], [], []
+        for ev in events:
+            acc = EventAccumulator(str(ev), size_guidance={"scalars": 0})
+            acc.Reload()
+            if "Train Loss" not in acc.Tags()["scalars"]:
+                continue
+            for e in acc.Scalars("Train Loss"):
+                steps.append(e.step), values.append(e.value), walls.append(e.wall_time)
+        if not steps:
+            continue
+        order = np.argsort(steps)
+        steps, values, walls = np.array(steps)[order], np.array(values)[order], np.array(walls)[order]
+        gaps = np.diff(walls) / np.maximum(np.diff(steps), 1)
+        info[name] = {"steps": int(steps[-1]) + 1, "seconds_per_step": float(np.median(gaps)) if len(gaps) else None}
+        ax = fig.add_subplot(1, len(RUN_NAMES), i + 1)
+        ax.plot(steps, values, lw=0.6)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_yscale("log")
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    return info
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, default=ROOT / "outputs" / "train-demo" / "demo")
+    ap.add_argument("--scenes", type=int, default=20)
+    ap.add_argument("--num-samples", type=int, default=20)
+    ap.add_argument("--guidance-weight", type=float, default=None, help="default: the diffusion run's own")
+    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "proving_ground_eval")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "proving_ground.png")
+    args = ap.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from nerfstudio_splatdiff.completions import EVAL_FRAMES, MODE_RULE, held_out_inputs
+    from nerfstudio_splatdiff.data.multiscene import hidden_side_frames
+    from nerfstudio_splatdiff.models.metrics import visibility_masks
+    from nerfstudio_splatdiff.models.privileged import privileged_inputs
+    from nerfstudio_splatdiff.runs import load_inference_model
+    from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
+
+    configs = {k: args.runs / m / "run" / "config.yml" for k, m in RUN_NAMES.items()}
+    models = {k: load_inference_model(c)[0] for k, c in configs.items() if c.is_file()}
+    if "diffusion" not in models or "var" not in models:
+        raise SystemExit(f"Train the proving-ground runs first (benchmarks/train_demo.sh): none under {args.runs}.")
+    diff = models["diffusion"]
+    if args.guidance_weight is not None:
+        diff.config.guidance_weight = args.guidance_weight
+    size = diff.config.image_size
+    num_modes = 3
+    inputs = held_out_inputs(args.work, args.scenes, SEED, size, num_modes, cache=args.work / "cache")
+    n = len(inputs)
+    rows: dict[str, list] = {k: [] for k in ("regression", "var_paper", "var", "diffusion_1", "diffusion_best")}
+    per_input, hf_gt, hf_in_render, hf_in_gt, div_vis, div_hid, privileged_right, forced_follow, fig = (
+        [], [], [], [], [], [], [], [], [])  # fmt: skip
+    seconds = []
+
+    def render(model, g, batch):
+        N = g.batch_size
+        return model.render_views(g, batch["c2w"].expand(N, -1, -1, -1), batch["K"].expand(N, -1, -1, -1), size)["rgb"]
+
+    def reconstruct(name, batch, privileged=None):
+        m = models[name]
+        kw = {"privileged": privileged} if privileged is not None else {}
+        return m.reconstruct(batch, net=m.eval_net(), skip_weight=1.0, sample_latent=False, **kw)["gaussians"]
+
+    for i in track(range(n), description="scoring held-out inputs"):
+        item = inputs[i]
+        batch, b, judge, true_mode = item.batch, item.back, item.judge, item.true_mode
+        hidden = [v for v in hidden_side_frames(batch["c2w"][0]) if v > 0]
+        entry = {"scene": item.name, "true_mode": true_mode, "baselines": {}}
+        for name in ("regression", "var_paper"):
+            if name in models:
+                pred = render(models[name], reconstruct(name, batch), batch)[0]
+                rows[name].append(scores(pred, batch, hidden))
+                entry["baselines"][name] = judge(pred[b])
+        # var: the true privileged view (an oracle), then every forced mode's privileged view
+        pred = render(models["var"], reconstruct("var", batch, privileged_inputs(batch)), batch)[0]
+        rows["var"].append(scores(pred, batch, hidden))
+        privileged_right.append(judge(pred[b]) == true_mode)
+        hf_in_render.append(laplacian_energy(pred[:1], batch["masks"][0, :1] > 0.5))
+        hf_in_gt.append(laplacian_energy(batch["images"][0, :1], batch["masks"][0, :1] > 0.5))
+        for k in range(num_modes):
+            g = reconstruct("var", batch, privileged_inputs(item.batches[k]))
+            forced_follow.append(judge(render(models["var"], g, batch)[0, b]) == k)
+        # diffusion: N samples from the input alone
+        t0 = time.perf_counter()
+        g = diff.generate(batch, args.num_samples, seed=i)
+        seconds.append((time.perf_counter() - t0) / args.num_samples)
+        samples = render(diff, g, batch)  # [N, V, H, W, 3]
+        sample_scores = [scores(s, batch, hidden) for s in samples]
+        best = int(np.argmax([s["psnr"] for s in sample_scores]))
+        rows["diffusion_1"].append(sample_scores[0])
+        rows["diffusion_best"].append(sample_scores[best])
+        entry["sample_modes"] = [judge(s[b]) for s in samples]
+        per_input.append(entry)
+        hf_gt.append(laplacian_energy(batch["images"][0, hidden], batch["masks"][0, hidden] > 0.5))
+        vis, occ = visibility_masks(batch["depths"][0], batch["c2w"][0], batch["K"][0])
+        obj = batch["masks"][0] > 0.5
+        std = samples[:, 1:].std(dim=0).mean(-1, keepdim=True)
+        div_vis.append(float(std[(vis & obj)[1:]].mean()) if (vis & obj)[1:].any() else float("nan"))
+        div_hid.append(float(std[(occ & obj)[1:]].mean()) if (occ & obj)[1:].any() else float("nan"))
+        if len(fig) < 6:
+            fig.append([batch["images"][0, 0], samples[0, 0]] + [samples[s, b] for s in range(min(4, len(samples)))]
+                       + [mb["images"][0, b] for mb in item.batches])  # fmt: skip
+
+    # swap test: scene pairs with different true modes exchange their privileged views
+    swaps = []
+    for i, item in enumerate(inputs):
+        other = next((o for o in inputs if o.true_mode != item.true_mode), None)
+        if other is None:
+            continue
+        g = reconstruct("var", item.batch, privileged_inputs(other.batch))
+        swaps.append(item.judge(render(models["var"], g, item.batch)[0, item.back]) == other.true_mode)
+
+    def avg(rs: list, key: str) -> float:
+        v = np.array([r[key] for r in rs], dtype=np.float64)
+        return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+    N = args.num_samples
+    best_key = f"diffusion_best_of_{N}"
+    metrics = {(best_key if k == "diffusion_best" else k): {m: avg(rs, m) for m in rs[0]} for k, rs in rows.items() if rs}
+    distinct = [len({m for m in e["sample_modes"] if m >= 0}) for e in per_input]
+    all_modes = [m for e in per_input for m in e["sample_modes"]]
+    histogram = {str(k): int(sum(m == k for m in all_modes)) for k in range(-1, num_modes)}
+    assigned = sum(histogram[str(k)] for k in range(num_modes))
+    shares = [histogram[str(k)] / max(len(all_modes), 1) for k in range(num_modes)]
+    run_info = loss_curves(args.runs, args.out_dir / "proving_ground_losses.png")
+    none_share = {name: float(np.mean([e["baselines"].get(name, 0) == -1 for e in per_input])) for name in ("regression", "var_paper") if name in models}
+    hf = {k: v["hf_energy_hidden"] for k, v in metrics.items()}
+    targets = {
+        "var_input_view_objects_psnr_ge_26": metrics["var"]["psnr_objects_input"] >= 26,
+        "input_render_hf_energy_within_2x_of_gt": 0.5 <= np.nanmean(hf_in_render) / np.nanmean(hf_in_gt) <= 2.0,
+        "privileged_mode_right_ge_90pct": float(np.mean(privileged_right)) >= 0.9,
+        "2plus_modes_for_ge_80pct_inputs": float(np.mean([d >= 2 for d in distinct])) >= 0.8,
+        "true_mode_among_samples_ge_90pct": float(np.mean([e["true_mode"] in e["sample_modes"] for e in per_input])) >= 0.9,
+        "no_mode_below_15pct_of_samples": min(shares) >= 0.15,
+        "best_of_n_hidden_ge_regression_plus_1.5db": metrics[best_key]["psnr_objects_hidden"] >= metrics.get("regression", {}).get("psnr_objects_hidden", float("inf")) + 1.5,
+        "best_of_n_hidden_ge_var_paper_plus_1.5db": metrics[best_key]["psnr_objects_hidden"] >= metrics.get("var_paper", {}).get("psnr_objects_hidden", float("inf")) + 1.5,
+        "baselines_none_ge_70pct": all(v >= 0.7 for v in none_share.values()) if none_share else False,
+        "baselines_less_hf_hidden_than_diffusion": all(hf[k] < hf["diffusion_1"] for k in none_share),
+        "diversity_visible_le_third_of_hidden": float(np.nanmean(div_vis)) <= float(np.nanmean(div_hid)) / 3,
+    }  # fmt: skip
+    result = {
+        "device": device_label(), "date": date.today().isoformat(),
+        "data": f"{n} held-out proving-ground scenes (splatdiff-make-procedural --kind object --seed {SEED}), "
+                f"{size}x{size}, input frame 0, targets frames {EVAL_FRAMES[1:]}, K={num_modes} forced-mode copies",
+        "steps": {k: latest_step(c) + 1 for k, c in configs.items() if c.is_file()},
+        "seconds_per_step": {k: v["seconds_per_step"] for k, v in run_info.items()},
+        "sampler": f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
+                   f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}",
+        "seconds_per_sample": float(np.mean(seconds)),
+        "metrics": metrics,
+        "hf_energy_hidden_gt": float(np.nanmean(hf_gt)),
+        "hf_energy_input_render": float(np.nanmean(hf_in_render)), "hf_energy_input_gt": float(np.nanmean(hf_in_gt)),
+        "diversity_visible": float(np.nanmean(div_vis)), "diversity_hidden": float(np.nanmean(div_hid)),
+        "privileged_mode_accuracy": float(np.mean(privileged_right)),
+        "privileged_forced_mode_follows": float(np.mean(forced_follow)),
+        "swap_test": {"pairs": len(swaps), "hidden_side_follows_swapped_view": float(np.mean(swaps)) if swaps else None},
+        "modes": {
+            "rule": MODE_RULE, "num_modes": num_modes, "histogram": histogram, "assigned_samples": assigned,
+            "fraction_inputs_with_2plus_modes": float(np.mean([d >= 2 for d in distinct])),
+            "fraction_inputs_true_mode_sampled": float(np.mean([e["true_mode"] in e["sample_modes"] for e in per_input])),
+            "baseline_none_fraction": none_share, "per_input": per_input,
+        },
+        "targets": {k: bool(v) for k, v in targets.items()},
+        "figures": {"completions": f"{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} "
+                    "(rows: held-out inputs; columns: input, input view re-rendered by sample 1, hidden side of 4 "
+                    "samples, the K true completions)",
+                    "losses": "benchmarks/results/proving_ground_losses.png"},
+    }  # fmt: skip
+    (args.out_dir / "proving_ground.json").write_text(json.dumps(result, indent=2))
+    args.figure.parent.mkdir(parents=True, exist_ok=True)
+    save_png(args.figure, contact_sheet(fig))
+    table = Table(title=f"proving ground ({n} held-out inputs, {result['device']}, {result['date']})")
+    for col in ("model", "PSNR", "obj", "obj input", "obj hidden", "HF hidden"):
+        table.add_column(col)
+    for k, v in metrics.items():
+        table.add_row(k, *(f"{v[m]:.2f}" for m in ("psnr", "psnr_objects", "psnr_objects_input", "psnr_objects_hidden")),
+                      f"{v['hf_energy_hidden']:.2e}")  # fmt: skip
+    con = Console()
+    con.print(table)
+    con.print({k: result[k] for k in ("privileged_mode_accuracy", "swap_test", "diversity_visible", "diversity_hidden")})
+    con.print({k: result["modes"][k] for k in ("histogram", "fraction_inputs_with_2plus_modes", "fraction_inputs_true_mode_sampled", "baseline_none_fraction")})
+    con.print(result["targets"])
+
+
+if __name__ == "__main__":
+    main()

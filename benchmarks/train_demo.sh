@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Trains the shipped proving-ground model (what `make train-demo` runs). Every stage saves often and, when run
+# again, resumes from its newest checkpoint (a finished stage is skipped), so a killed session loses little.
+#
+#   benchmarks/train_demo.sh [data|var|baselines|diffusion|slim|all]...    (default: all)
+#
+# Stages: data (500 proving-ground scenes, `--kind object`), var (splatdiff-var-small: the privileged-view VAR),
+# baselines (splatdiff-regression-small and splatdiff-var-small-input-only: the paper's recipe), diffusion
+# (splatdiff-diffusion-small over the var run), slim (float16 inference copies into checkpoints/demo).
+# Steps and paths come from the environment: VAR_STEPS, BASELINE_STEPS, DIFFUSION_STEPS, DATA, OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${VENV:-.venv}/bin
+DATA=${DATA:-data/proving}
+OUT=${OUT:-outputs/train-demo}
+VAR_STEPS=${VAR_STEPS:-4000}
+BASELINE_STEPS=${BASELINE_STEPS:-1500}
+DIFFUSION_STEPS=${DIFFUSION_STEPS:-3000}
+RUNS=$OUT/demo
+
+last_step() {  # newest saved step of a run folder, or -1
+  local ckpts
+  ckpts=$(ls "$1"/nerfstudio_models/step-*.ckpt 2>/dev/null | sort -V | tail -1)
+  if [ -z "$ckpts" ]; then echo -1; return; fi
+  local n=${ckpts##*step-}
+  echo $((10#${n%.ckpt}))
+}
+
+train() {  # train METHOD STEPS [extra ns-train flags...]: train or resume a run in $RUNS/METHOD/run
+  local method=$1 steps=$2
+  shift 2
+  local run=$RUNS/$method/run
+  local done_step resume=()
+  done_step=$(last_step "$run")
+  if [ "$done_step" -ge $((steps - 1)) ]; then
+    echo "$method: finished ($((done_step + 1)) steps), skipping"
+    return
+  fi
+  if [ "$done_step" -ge 0 ]; then
+    echo "$method: resuming after step $done_step"
+    resume=(--load-dir "$run/nerfstudio_models")
+  fi
+  "$BIN/ns-train" "$method" --max-num-iterations "$steps" --vis tensorboard --output-dir "$OUT" \
+    --experiment-name demo --timestamp run "${resume[@]}" "$@" co3d-data --data "$DATA"
+}
+
+stage() {
+  case $1 in
+  data)
+    test -f "$DATA/procedural/frame_annotations.jgz" || "$BIN/splatdiff-make-procedural" --kind object \
+      --output "$DATA" --scenes 500 --views 24 --resolution 128 --seed 0 --workers 2 --preview
+    ;;
+  var) train splatdiff-var-small "$VAR_STEPS" ;;
+  baselines)
+    train splatdiff-var-small-input-only "$BASELINE_STEPS"
+    train splatdiff-regression-small "$BASELINE_STEPS"
+    ;;
+  diffusion)
+    train splatdiff-diffusion-small "$DIFFUSION_STEPS" --pipeline.model.var-checkpoint "$RUNS/splatdiff-var-small/run/config.yml"
+    ;;
+  slim)
+    "$BIN/splatdiff-slim-run" --load-config "$RUNS/splatdiff-diffusion-small/run/config.yml" \
+      --output-dir checkpoints --experiment-name demo --data data/demo
+    ;;
+  all) for s in data var baselines diffusion slim; do stage "$s"; done ;;
+  *) echo "unknown stage '$1': use data, var, baselines, diffusion, slim or all" >&2; exit 2 ;;
+  esac
+}
+
+for s in "${@:-all}"; do stage "$s"; done

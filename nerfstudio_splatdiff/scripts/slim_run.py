@@ -1,0 +1,58 @@
+"""splatdiff-slim-run: write an inference-only, float16 copy of a trained run (what the repository ships for the
+demo); for a diffusion run also its VAR's, and the copy points at that. How a slim run looks and loads: runs.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
+from nerfstudio_splatdiff.runs import is_slim_run_folder, load_run_config, resolve_run, slim_run_folder, write_slim_run
+from nerfstudio_splatdiff.safety import check_output_dir
+from nerfstudio_splatdiff.scripts.cli import run_command
+
+
+@dataclass
+class SlimRun:
+    """Write an inference-only, float16 copy of a trained splatdiff run (and, for a diffusion run, of its VAR)."""
+
+    load_config: Path
+    """The run's config.yml (splatdiff-var, -regression or -diffusion)."""
+    output_dir: Path = Path("checkpoints")
+    """Root of the copies: each goes to <output-dir>/<experiment-name>/<method>/shipped/."""
+    experiment_name: str = "demo"
+    """Experiment folder name under --output-dir (a plain folder name)."""
+    data: Optional[Path] = None
+    """Dataset path to record in the copied configs (the viewer and ns-eval read it); default: unchanged."""
+    overwrite: bool = False
+    """Replace an existing output run folder that holds other files than a slim run's."""
+
+    def main(self) -> None:
+        check_output_dir(self.output_dir)
+        config_path = resolve_run(self.load_config)[0]
+        run = load_run_config(config_path)
+        model_cfg = splatdiff_model_config(run, config_path, "splatdiff-slim-run")
+        var_config = None
+        targets = [slim_run_folder(self.load_config, self.output_dir, self.experiment_name)]
+        if model_cfg.needs_frozen_var:
+            targets.append(slim_run_folder(model_cfg.var_checkpoint, self.output_dir, self.experiment_name))
+        for target in targets:  # every check before anything is written
+            if target.exists() and not self.overwrite and not is_slim_run_folder(target):
+                raise SplatdiffError(f"{target} exists and holds files other than a slim run's: move them, or pass "
+                                     "--overwrite to replace the folder.")  # fmt: skip
+        if model_cfg.needs_frozen_var:
+            var_config = write_slim_run(model_cfg.var_checkpoint, self.output_dir, self.experiment_name,
+                                        self.data, overwrite=self.overwrite)  # fmt: skip
+            print(f"VAR       -> {var_config}")
+        out = write_slim_run(self.load_config, self.output_dir, self.experiment_name, self.data, var_config, self.overwrite)
+        print(f"{run.method_name:<9} -> {out}")
+
+
+def entrypoint() -> None:
+    run_command(SlimRun)
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,80 @@
+"""nerfstudio's Trainer with safe checkpoints: every `step-*.ckpt` is written to a temporary file and renamed into
+place (a run killed while saving never leaves a truncated checkpoint), and a resume (`--load-dir`) uses the newest
+checkpoint that loads, as weights only, naming any it had to skip.
+
+The method configs point their TrainerConfig's `_target` here; everything else is nerfstudio's Trainer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nerfstudio.engine.trainer import Trainer
+from nerfstudio.utils.decorators import check_main_thread
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.safety import (
+    CheckpointUnreadable,
+    atomic_torch_save,
+    checkpoint_step,
+    load_checkpoint_file,
+    load_newest_checkpoint,
+    remove_stale_partials,
+)
+
+
+class SplatdiffTrainer(Trainer):
+    """Trainer whose checkpoints are saved atomically and resumed from the newest one that loads."""
+
+    def _load_checkpoint(self) -> None:
+        load_dir, load_checkpoint = self.config.load_dir, self.config.load_checkpoint
+        if load_dir is not None:
+            load_dir = Path(load_dir)
+            if self.config.load_step is None:
+                load_path, loaded_state = load_newest_checkpoint(load_dir, "pass --load-dir a nerfstudio_models folder of an earlier run")
+            else:
+                load_path = load_dir / f"step-{self.config.load_step:09d}.ckpt"
+                loaded_state = self._load_file(load_path)
+        elif load_checkpoint is not None:
+            load_path = Path(load_checkpoint)
+            loaded_state = self._load_file(load_path)
+        else:
+            CONSOLE.print("No Nerfstudio checkpoint to load, so training from scratch.")
+            return
+        self._start_step = loaded_state["step"] + 1
+        self.pipeline.load_pipeline(loaded_state["pipeline"], loaded_state["step"])
+        self.optimizers.load_optimizers(loaded_state["optimizers"])
+        if "schedulers" in loaded_state and self.config.load_scheduler:
+            self.optimizers.load_schedulers(loaded_state["schedulers"])
+        self.grad_scaler.load_state_dict(loaded_state["scalers"])
+        CONSOLE.print(f"Done loading Nerfstudio checkpoint from {load_path}")
+
+    @staticmethod
+    def _load_file(path: Path) -> dict:
+        if not path.is_file():
+            raise SplatdiffError(f"Checkpoint {path} does not exist.")
+        try:
+            return load_checkpoint_file(path)
+        except CheckpointUnreadable as e:
+            raise SplatdiffError(f"Cannot resume from {path}: {e}.") from None
+
+    @check_main_thread
+    def save_checkpoint(self, step: int) -> None:
+        """nerfstudio's checkpoint, written atomically (temporary file + rename)."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.checkpoint_dir.parent)  # temporary files of killed saves
+        ckpt_path: Path = self.checkpoint_dir / f"step-{step:09d}.ckpt"
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        state = {
+            "step": step,
+            "pipeline": pipeline.state_dict(),  # type: ignore[union-attr]
+            "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
+            "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
+            "scalers": self.grad_scaler.state_dict(),
+        }
+        atomic_torch_save(state, ckpt_path)
+        if self.config.save_only_latest_checkpoint:
+            for f in self.checkpoint_dir.glob("step-*.ckpt"):
+                if f != ckpt_path and checkpoint_step(f) >= 0:
+                    f.unlink()
