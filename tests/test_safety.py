@@ -452,6 +452,7 @@ def test_hostile_names_change_nothing_outside_the_output_folder(tmp_path, monkey
     run.pipeline.datamanager.dataparser.cache_dir = root / "cache"
     run.pipeline.datamanager.dataparser.resolution = 64
     run.pipeline.datamanager.num_workers = 0
+    run.pipeline.datamanager.scene_kind = None  # a CO3D-format fixture, not proving-ground scenes
     config.write_text(yaml.dump(run))
     out = work / "out"
     before = snapshot(root, skip=out)
