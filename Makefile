@@ -36,7 +36,11 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will skip"
 
+# Style first (ruff: format + lint, line length 120, pyproject.toml), then the suite with annotations checked at run
+# time (tests/conftest.py: jaxtyping + beartype).
 test: install browser
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
 
 bench: install

@@ -7,8 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 
 def tool(name: str) -> str:
     """Path of an installed console script (next to this Python, else on PATH)."""
@@ -20,7 +18,10 @@ def tool(name: str) -> str:
 
 
 def device_label(device: str = "auto") -> str:
-    """'NVIDIA H200' or 'CPU (x86_64, 2 threads)': what the results were measured on."""
+    """'NVIDIA H200' or 'CPU (x86_64, 2 threads)': what the results were measured on. Imports torch only here, so a
+    benchmark that times other processes (sample_latency.py) stays small while they run."""
+    import torch
+
     if device != "cpu" and torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"

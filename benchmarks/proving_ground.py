@@ -21,6 +21,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -64,10 +65,13 @@ def scores(pred: torch.Tensor, batch: dict, hidden: list[int]) -> dict:
     obj_hidden = per_image_psnr(pred[hidden] * masks[hidden], gt[hidden] * masks[hidden])
     pooled = -10 * math.log10(max(float(((pred[t] - gt[t]) ** 2).mean()), 1e-10))
     return {
-        "psnr": float(np.mean(full)), "psnr_pooled": pooled, "psnr_objects": float(np.mean(obj)),
-        "psnr_objects_input": obj_in, "psnr_objects_hidden": float(np.mean(obj_hidden)),
+        "psnr": float(np.mean(full)),
+        "psnr_pooled": pooled,
+        "psnr_objects": float(np.mean(obj)),
+        "psnr_objects_input": obj_in,
+        "psnr_objects_hidden": float(np.mean(obj_hidden)),
         "hf_energy_hidden": laplacian_energy(pred[hidden], masks[hidden] > 0.5),
-    }  # fmt: skip
+    }
 
 
 def loss_curves(runs: Path, out_png: Path) -> dict:
@@ -145,8 +149,17 @@ def main() -> None:
     n = len(inputs)
     rows: dict[str, list] = {k: [] for k in ("regression", "var_paper", "var", "diffusion_1", "diffusion_best")}
     per_input, hf_gt, hf_in_render, hf_in_gt, div_vis, div_hid, privileged_right, forced_follow, fig = (
-        [], [], [], [], [], [], [], [], [])  # fmt: skip
-    seconds = []
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
+    seconds, privileged_right_strict = [], []
 
     def render(model, g, batch):
         N = g.batch_size
@@ -171,6 +184,7 @@ def main() -> None:
         pred = render(models["var"], reconstruct("var", batch, privileged_inputs(batch)), batch)[0]
         rows["var"].append(scores(pred, batch, hidden))
         privileged_right.append(judge(pred[b]) == true_mode)
+        privileged_right_strict.append(judge.against_mean(pred[b]) == true_mode)
         hf_in_render.append(laplacian_energy(pred[:1], batch["masks"][0, :1] > 0.5))
         hf_in_gt.append(laplacian_energy(batch["images"][0, :1], batch["masks"][0, :1] > 0.5))
         for k in range(num_modes):
@@ -186,6 +200,7 @@ def main() -> None:
         rows["diffusion_1"].append(sample_scores[0])
         rows["diffusion_best"].append(sample_scores[best])
         entry["sample_modes"] = [judge(s[b]) for s in samples]
+        entry["sample_modes_against_mean"] = [judge.against_mean(s[b]) for s in samples]
         per_input.append(entry)
         hf_gt.append(laplacian_energy(batch["images"][0, hidden], batch["masks"][0, hidden] > 0.5))
         vis, occ = visibility_masks(batch["depths"][0], batch["c2w"][0], batch["K"][0])
@@ -194,8 +209,11 @@ def main() -> None:
         div_vis.append(float(std[(vis & obj)[1:]].mean()) if (vis & obj)[1:].any() else float("nan"))
         div_hid.append(float(std[(occ & obj)[1:]].mean()) if (occ & obj)[1:].any() else float("nan"))
         if len(fig) < 6:
-            fig.append([batch["images"][0, 0], samples[0, 0]] + [samples[s, b] for s in range(min(4, len(samples)))]
-                       + [mb["images"][0, b] for mb in item.batches])  # fmt: skip
+            fig.append(
+                [batch["images"][0, 0], samples[0, 0]]
+                + [samples[s, b] for s in range(min(4, len(samples)))]
+                + [mb["images"][0, b] for mb in item.batches]
+            )
 
     # swap test: scene pairs with different true modes exchange their privileged views
     swaps = []
@@ -212,56 +230,89 @@ def main() -> None:
 
     N = args.num_samples
     best_key = f"diffusion_best_of_{N}"
-    metrics = {(best_key if k == "diffusion_best" else k): {m: avg(rs, m) for m in rs[0]} for k, rs in rows.items() if rs}
+    metrics = {
+        (best_key if k == "diffusion_best" else k): {m: avg(rs, m) for m in rs[0]} for k, rs in rows.items() if rs
+    }
     distinct = [len({m for m in e["sample_modes"] if m >= 0}) for e in per_input]
     all_modes = [m for e in per_input for m in e["sample_modes"]]
     histogram = {str(k): int(sum(m == k for m in all_modes)) for k in range(-1, num_modes)}
     assigned = sum(histogram[str(k)] for k in range(num_modes))
     shares = [histogram[str(k)] / max(len(all_modes), 1) for k in range(num_modes)]
     run_info = loss_curves(args.runs, args.out_dir / "proving_ground_losses.png")
-    none_share = {name: float(np.mean([e["baselines"].get(name, 0) == -1 for e in per_input])) for name in ("regression", "var_paper") if name in models}
+    none_share = {
+        name: float(np.mean([e["baselines"].get(name, 0) == -1 for e in per_input]))
+        for name in ("regression", "var_paper")
+        if name in models
+    }
     hf = {k: v["hf_energy_hidden"] for k, v in metrics.items()}
     targets = {
         "var_input_view_objects_psnr_ge_26": metrics["var"]["psnr_objects_input"] >= 26,
         "input_render_hf_energy_within_2x_of_gt": 0.5 <= np.nanmean(hf_in_render) / np.nanmean(hf_in_gt) <= 2.0,
         "privileged_mode_right_ge_90pct": float(np.mean(privileged_right)) >= 0.9,
         "2plus_modes_for_ge_80pct_inputs": float(np.mean([d >= 2 for d in distinct])) >= 0.8,
-        "true_mode_among_samples_ge_90pct": float(np.mean([e["true_mode"] in e["sample_modes"] for e in per_input])) >= 0.9,
+        "true_mode_among_samples_ge_90pct": float(np.mean([e["true_mode"] in e["sample_modes"] for e in per_input]))
+        >= 0.9,
         "no_mode_below_15pct_of_samples": min(shares) >= 0.15,
-        "best_of_n_hidden_ge_regression_plus_1.5db": metrics[best_key]["psnr_objects_hidden"] >= metrics.get("regression", {}).get("psnr_objects_hidden", float("inf")) + 1.5,
-        "best_of_n_hidden_ge_var_paper_plus_1.5db": metrics[best_key]["psnr_objects_hidden"] >= metrics.get("var_paper", {}).get("psnr_objects_hidden", float("inf")) + 1.5,
+        "best_of_n_hidden_ge_regression_plus_1.5db": metrics[best_key]["psnr_objects_hidden"]
+        >= metrics.get("regression", {}).get("psnr_objects_hidden", float("inf")) + 1.5,
+        "best_of_n_hidden_ge_var_paper_plus_1.5db": metrics[best_key]["psnr_objects_hidden"]
+        >= metrics.get("var_paper", {}).get("psnr_objects_hidden", float("inf")) + 1.5,
         "baselines_none_ge_70pct": all(v >= 0.7 for v in none_share.values()) if none_share else False,
         "baselines_less_hf_hidden_than_diffusion": all(hf[k] < hf["diffusion_1"] for k in none_share),
         "diversity_visible_le_third_of_hidden": float(np.nanmean(div_vis)) <= float(np.nanmean(div_hid)) / 3,
-    }  # fmt: skip
+    }
     result = {
-        "device": device_label(), "date": date.today().isoformat(),
+        "device": device_label(),
+        "date": date.today().isoformat(),
         "data": f"{n} held-out proving-ground scenes (splatdiff-make-procedural --kind object --seed {SEED}), "
-                f"{size}x{size}, input frame 0, targets frames {EVAL_FRAMES[1:]}, K={num_modes} forced-mode copies",
+        f"{size}x{size}, input frame 0, targets frames {EVAL_FRAMES[1:]}, K={num_modes} forced-mode copies",
         "steps": {k: latest_step(c) + 1 for k, c in configs.items() if c.is_file()},
         "seconds_per_step": {k: v["seconds_per_step"] for k, v in run_info.items()},
         "sampler": f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
-                   f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}",
+        f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}",
         "seconds_per_sample": float(np.mean(seconds)),
         "metrics": metrics,
         "hf_energy_hidden_gt": float(np.nanmean(hf_gt)),
-        "hf_energy_input_render": float(np.nanmean(hf_in_render)), "hf_energy_input_gt": float(np.nanmean(hf_in_gt)),
-        "diversity_visible": float(np.nanmean(div_vis)), "diversity_hidden": float(np.nanmean(div_hid)),
+        "hf_energy_input_render": float(np.nanmean(hf_in_render)),
+        "hf_energy_input_gt": float(np.nanmean(hf_in_gt)),
+        "diversity_visible": float(np.nanmean(div_vis)),
+        "diversity_hidden": float(np.nanmean(div_hid)),
         "privileged_mode_accuracy": float(np.mean(privileged_right)),
+        "privileged_mode_accuracy_against_mean": float(np.mean(privileged_right_strict)),
         "privileged_forced_mode_follows": float(np.mean(forced_follow)),
-        "swap_test": {"pairs": len(swaps), "hidden_side_follows_swapped_view": float(np.mean(swaps)) if swaps else None},
+        "swap_test": {
+            "pairs": len(swaps),
+            "hidden_side_follows_swapped_view": float(np.mean(swaps)) if swaps else None,
+        },
         "modes": {
-            "rule": MODE_RULE, "num_modes": num_modes, "histogram": histogram, "assigned_samples": assigned,
+            "rule": MODE_RULE,
+            "num_modes": num_modes,
+            "histogram": histogram,
+            "assigned_samples": assigned,
             "fraction_inputs_with_2plus_modes": float(np.mean([d >= 2 for d in distinct])),
-            "fraction_inputs_true_mode_sampled": float(np.mean([e["true_mode"] in e["sample_modes"] for e in per_input])),
-            "baseline_none_fraction": none_share, "per_input": per_input,
+            "against_mean": {
+                "histogram": {
+                    str(k): int(sum(m == k for e in per_input for m in e["sample_modes_against_mean"]))
+                    for k in range(-1, num_modes)
+                },
+                "fraction_inputs_with_2plus_modes": float(
+                    np.mean([len({m for m in e["sample_modes_against_mean"] if m >= 0}) >= 2 for e in per_input])
+                ),
+            },
+            "fraction_inputs_true_mode_sampled": float(
+                np.mean([e["true_mode"] in e["sample_modes"] for e in per_input])
+            ),
+            "baseline_none_fraction": none_share,
+            "per_input": per_input,
         },
         "targets": {k: bool(v) for k, v in targets.items()},
-        "figures": {"completions": f"{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} "
-                    "(rows: held-out inputs; columns: input, input view re-rendered by sample 1, hidden side of 4 "
-                    "samples, the K true completions)",
-                    "losses": "benchmarks/results/proving_ground_losses.png"},
-    }  # fmt: skip
+        "figures": {
+            "completions": f"{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} "
+            "(rows: held-out inputs; columns: input, input view re-rendered by sample 1, hidden side of 4 "
+            "samples, the K true completions)",
+            "losses": "benchmarks/results/proving_ground_losses.png",
+        },
+    }
     (args.out_dir / "proving_ground.json").write_text(json.dumps(result, indent=2))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.figure, contact_sheet(fig))
@@ -269,12 +320,27 @@ def main() -> None:
     for col in ("model", "PSNR", "obj", "obj input", "obj hidden", "HF hidden"):
         table.add_column(col)
     for k, v in metrics.items():
-        table.add_row(k, *(f"{v[m]:.2f}" for m in ("psnr", "psnr_objects", "psnr_objects_input", "psnr_objects_hidden")),
-                      f"{v['hf_energy_hidden']:.2e}")  # fmt: skip
+        table.add_row(
+            k,
+            *(f"{v[m]:.2f}" for m in ("psnr", "psnr_objects", "psnr_objects_input", "psnr_objects_hidden")),
+            f"{v['hf_energy_hidden']:.2e}",
+        )
     con = Console()
     con.print(table)
-    con.print({k: result[k] for k in ("privileged_mode_accuracy", "swap_test", "diversity_visible", "diversity_hidden")})
-    con.print({k: result["modes"][k] for k in ("histogram", "fraction_inputs_with_2plus_modes", "fraction_inputs_true_mode_sampled", "baseline_none_fraction")})
+    con.print(
+        {k: result[k] for k in ("privileged_mode_accuracy", "swap_test", "diversity_visible", "diversity_hidden")}
+    )
+    con.print(
+        {
+            k: result["modes"][k]
+            for k in (
+                "histogram",
+                "fraction_inputs_with_2plus_modes",
+                "fraction_inputs_true_mode_sampled",
+                "baseline_none_fraction",
+            )
+        }
+    )
     con.print(result["targets"])
 
 

@@ -177,7 +177,11 @@ def main() -> None:
     for case in cases:
         (ROOT / f".bench_{case}.pt").unlink(missing_ok=True)
     err = float((saved["small_tiled"]["rgb"] - saved["small_dense"]["rgb"]).abs().max())
-    dev_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    dev_name = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     summary = {
         "device": dev_name,
         "date": date.today().isoformat(),
@@ -195,21 +199,33 @@ def main() -> None:
     }
     if "full_numba" in results:
         n, t = results["full_numba"], results["full_tiled"]
-        summary.update({
-            "numba_ms": n["ms"],
-            "numba_peak_mem_mb": n["peak_mem_mb"],
-            "numba_pairs_per_s": n["pairs_per_s"],
-            "numba_small_ms": results["small_numba"]["ms"],
-            "numba_first_call_s": n.get("first_call_s"),
-            "numba_speedup_vs_torch": t["ms"] / n["ms"],
-            "numba_small_speedup_vs_torch": results["small_tiled"]["ms"] / results["small_numba"]["ms"],
-            "numba_max_abs_err_vs_dense": float((saved["small_numba"]["rgb"] - saved["small_dense"]["rgb"]).abs().max()),
-            "numba_max_abs_err_vs_torch": float((saved["full_numba"]["rgb"] - saved["full_tiled"]["rgb"]).abs().max()),
-            "numba_max_grad_err_vs_torch": max(_rel_err(a, b) for a, b in zip(saved["full_numba"]["grads"], saved["full_tiled"]["grads"])),
-            "numba_max_grad_err_vs_dense": max(_rel_err(a, b) for a, b in zip(saved["small_numba"]["grads"], saved["small_dense"]["grads"])),
-            "numba_fast_ms": results["full_numba_fast"]["ms"],
-            "numba_fast_max_abs_err_vs_torch": float((saved["full_numba_fast"]["rgb"] - saved["full_tiled"]["rgb"]).abs().max()),
-        })  # fmt: skip
+        summary.update(
+            {
+                "numba_ms": n["ms"],
+                "numba_peak_mem_mb": n["peak_mem_mb"],
+                "numba_pairs_per_s": n["pairs_per_s"],
+                "numba_small_ms": results["small_numba"]["ms"],
+                "numba_first_call_s": n.get("first_call_s"),
+                "numba_speedup_vs_torch": t["ms"] / n["ms"],
+                "numba_small_speedup_vs_torch": results["small_tiled"]["ms"] / results["small_numba"]["ms"],
+                "numba_max_abs_err_vs_dense": float(
+                    (saved["small_numba"]["rgb"] - saved["small_dense"]["rgb"]).abs().max()
+                ),
+                "numba_max_abs_err_vs_torch": float(
+                    (saved["full_numba"]["rgb"] - saved["full_tiled"]["rgb"]).abs().max()
+                ),
+                "numba_max_grad_err_vs_torch": max(
+                    _rel_err(a, b) for a, b in zip(saved["full_numba"]["grads"], saved["full_tiled"]["grads"])
+                ),
+                "numba_max_grad_err_vs_dense": max(
+                    _rel_err(a, b) for a, b in zip(saved["small_numba"]["grads"], saved["small_dense"]["grads"])
+                ),
+                "numba_fast_ms": results["full_numba_fast"]["ms"],
+                "numba_fast_max_abs_err_vs_torch": float(
+                    (saved["full_numba_fast"]["rgb"] - saved["full_tiled"]["rgb"]).abs().max()
+                ),
+            }
+        )
     if "full_gsplat" in results:
         summary["gsplat_ms"] = results["full_gsplat"]["ms"]
         summary["gsplat_peak_mem_mb"] = results["full_gsplat"]["peak_mem_mb"]
@@ -225,9 +241,11 @@ def main() -> None:
         console.print(
             f"numba: {summary['numba_speedup_vs_torch']:.1f}x the torch path (full), "
             f"{summary['numba_small_speedup_vs_torch']:.1f}x (small); max |numba - dense|: "
-            f"{summary['numba_max_abs_err_vs_dense']:.2e}, |numba - torch|: {summary['numba_max_abs_err_vs_torch']:.2e}; "
+            f"{summary['numba_max_abs_err_vs_dense']:.2e}, "
+            f"|numba - torch|: {summary['numba_max_abs_err_vs_torch']:.2e}; "
             f"gradients within {summary['numba_max_grad_err_vs_torch']:.1e} (torch) and "
-            f"{summary['numba_max_grad_err_vs_dense']:.1e} (dense) of the largest; first call {summary['numba_first_call_s']:.1f} s; "
+            f"{summary['numba_max_grad_err_vs_dense']:.1e} (dense) of the largest; "
+            f"first call {summary['numba_first_call_s']:.1f} s; "
             f"numba_fast: max |fast - torch| {summary['numba_fast_max_abs_err_vs_torch']:.2e}"
         )
     if args.json:

@@ -4,7 +4,8 @@ decoded by the VAR into N Gaussian scenes, each rendered once from the input cam
 Networks come from the method presets in method_configs/ (the paper size by default) with random weights: speed
 does not depend on what the weights learned. Prints a table and writes JSON with the device and date.
 
-    python benchmarks/sampling_speed.py --preset paper --num-samples 20 --steps 50 --json benchmarks/results/sampling_speed.json
+    python benchmarks/sampling_speed.py --preset paper --num-samples 20 --steps 50 \
+        --json benchmarks/results/sampling_speed.json
 """
 
 from __future__ import annotations
@@ -42,12 +43,20 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from method_configs.splatdiff_methods import splatdiff_diffusion, splatdiff_diffusion_small, splatdiff_var, splatdiff_var_small
-
+    from method_configs.splatdiff_methods import (
+        splatdiff_diffusion,
+        splatdiff_diffusion_small,
+        splatdiff_var,
+        splatdiff_var_small,
+    )
     from nerfstudio_splatdiff.models.sampling import NoiseSchedule, sample_latents
     from nerfstudio_splatdiff.splats import render_gaussians
 
-    var_spec, diff_spec = (splatdiff_var, splatdiff_diffusion) if args.preset == "paper" else (splatdiff_var_small, splatdiff_diffusion_small)
+    var_spec, diff_spec = (
+        (splatdiff_var, splatdiff_diffusion)
+        if args.preset == "paper"
+        else (splatdiff_var_small, splatdiff_diffusion_small)
+    )
     dev = torch.device(args.device)
     size = diff_spec.config.pipeline.model.image_size
     var = var_spec.config.pipeline.model.network.setup().to(dev).eval()
@@ -75,8 +84,13 @@ def main() -> None:
         t1 = time.perf_counter()
         with autocast():
             raw = var.decode_raw(z, skip.expand(N, *skip.shape[1:]), 1.0)
-        g = var.head(raw.float(), c2w.expand(N, 4, 4), K.expand(N, 3, 3), torch.full((N,), 1.0, device=dev),
-                     torch.full((N,), 3.0, device=dev))  # fmt: skip
+        g = var.head(
+            raw.float(),
+            c2w.expand(N, 4, 4),
+            K.expand(N, 3, 3),
+            torch.full((N,), 1.0, device=dev),
+            torch.full((N,), 3.0, device=dev),
+        )
         out = render_gaussians(g, torch.eye(4, device=dev).expand(N, 1, 4, 4), K.expand(N, 1, 3, 3), size, size)
         sync(dev)
         times["decode_render_s"] = time.perf_counter() - t1
@@ -88,17 +102,30 @@ def main() -> None:
     runs = [run() for _ in range(args.repeats)]
     best = min(runs, key=lambda r: r["total_s"])
     result = {
-        "date": date.today().isoformat(), "device": device_name(dev), "preset": args.preset, "image_size": size,
-        "num_samples": N, "steps": args.steps, "guidance_weight": args.guidance_weight, "scheduler": "ddim",
-        "bf16": bf16, "repeats": args.repeats, "best": best,
+        "date": date.today().isoformat(),
+        "device": device_name(dev),
+        "preset": args.preset,
+        "image_size": size,
+        "num_samples": N,
+        "steps": args.steps,
+        "guidance_weight": args.guidance_weight,
+        "scheduler": "ddim",
+        "bf16": bf16,
+        "repeats": args.repeats,
+        "best": best,
         "seconds_per_sample": best["total_s"] / N,
         "denoiser_params_M": sum(p.numel() for p in den.parameters()) / 1e6,
         "var_params_M": sum(p.numel() for p in var.parameters()) / 1e6,
         "paper_reference": {"seconds_per_sample": 2.7, "seconds_for_20": 54.0},
-    }  # fmt: skip
-    print(f"{'device':<28}{'preset':<8}{'size':>6}{'N':>5}{'steps':>7}{'denoise s':>11}{'decode+render s':>17}{'total s':>9}{'s/sample':>10}")
-    print(f"{result['device'][:27]:<28}{args.preset:<8}{size:>6}{N:>5}{args.steps:>7}{best['denoise_s']:>11.3f}"
-          f"{best['decode_render_s']:>17.3f}{best['total_s']:>9.3f}{result['seconds_per_sample']:>10.4f}")  # fmt: skip
+    }
+    print(
+        f"{'device':<28}{'preset':<8}{'size':>6}{'N':>5}{'steps':>7}{'denoise s':>11}"
+        f"{'decode+render s':>17}{'total s':>9}{'s/sample':>10}"
+    )
+    print(
+        f"{result['device'][:27]:<28}{args.preset:<8}{size:>6}{N:>5}{args.steps:>7}{best['denoise_s']:>11.3f}"
+        f"{best['decode_render_s']:>17.3f}{best['total_s']:>9.3f}{result['seconds_per_sample']:>10.4f}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -114,7 +114,9 @@ def run_config(path: Path):
     return load_run_config(Path(path))
 
 
-def build_trainer(method: str, data: Path, device: str, out_dir: Path, var_checkpoint: Path | None, workers: int | None):
+def build_trainer(
+    method: str, data: Path, device: str, out_dir: Path, var_checkpoint: Path | None, workers: int | None
+):
     import method_configs.splatdiff_methods as presets
 
     config = copy.deepcopy(getattr(presets, METHODS[method]).config)
@@ -182,8 +184,16 @@ def time_steps(trainer, timer: RenderTimer, steps: int, warmup: int, start_step:
             raise SystemExit(f"step {step}: the loss is not finite")
         if i >= warmup:
             rast = timer.forward_s + timer.backward_s
-            rows.append({"step_s": total, "data_s": data_s[0], "raster_s": rast, "raster_fwd_s": timer.forward_s,
-                         "raster_bwd_s": timer.backward_s, "network_s": total - data_s[0] - rast})  # fmt: skip
+            rows.append(
+                {
+                    "step_s": total,
+                    "data_s": data_s[0],
+                    "raster_s": rast,
+                    "raster_fwd_s": timer.forward_s,
+                    "raster_bwd_s": timer.backward_s,
+                    "network_s": total - data_s[0] - rast,
+                }
+            )
     dm.next_train = next_train
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med["steps_per_s"] = 1.0 / med["step_s"]
@@ -197,13 +207,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per method and state (median reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "numba", "gsplat"),
-                    help="render backend (sets SPLATDIFF_RENDER_BACKEND; auto: numba on CPU, gsplat on CUDA)")
-    ap.add_argument("--checkpoint", type=Path, nargs="*", default=[],
-                    help="runs (config.yml) whose weights give the trained state; the method is read from the run")
+    ap.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "numba", "gsplat"),
+        help="render backend (sets SPLATDIFF_RENDER_BACKEND; auto: numba on CPU, gsplat on CUDA)",
+    )
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="runs (config.yml) whose weights give the trained state; the method is read from the run",
+    )
     ap.add_argument("--shipped", action="store_true", help="the trained state of the shipped checkpoints/demo runs")
-    ap.add_argument("--var-checkpoint", type=Path, default=SHIPPED["var-small"],
-                    help="the frozen VAR under diffusion-small (default: the shipped one)")
+    ap.add_argument(
+        "--var-checkpoint",
+        type=Path,
+        default=SHIPPED["var-small"],
+        help="the frozen VAR under diffusion-small (default: the shipped one)",
+    )
     ap.add_argument("--data", type=Path, help="a procedural object dataset (default: generated once in the cache)")
     ap.add_argument("--num-workers", type=int, help="data loader workers (default: the preset's)")
     ap.add_argument("--json", type=Path, help="default: benchmarks/results/train_speed_<device>.json")
@@ -243,8 +266,11 @@ def main() -> None:
                 if state == "trained":
                     row["checkpoint"] = str(trained[method])
                 dm = trainer.pipeline.datamanager.config
-                row.update(scenes_per_batch=dm.scenes_per_batch, views=1 + dm.num_target_views,
-                           image_size=trainer.pipeline.model.config.image_size)  # fmt: skip
+                row.update(
+                    scenes_per_batch=dm.scenes_per_batch,
+                    views=1 + dm.num_target_views,
+                    image_size=trainer.pipeline.model.config.image_size,
+                )
                 results.append(row)
                 print(f"{method} ({state}): {row['step_s']:.3f} s/step")
                 del trainer
@@ -270,11 +296,22 @@ def main() -> None:
         if "error" in r:
             table.add_row(r["method"], r["state"], "-", "failed", *["-"] * 5)
             continue
-        table.add_row(r["method"], r["state"], f"{r['scenes_per_batch']}x{r['views']} @{r['image_size']}",
-                      f"{r['steps_per_s']:.2f}", f"{r['step_s']:.3f}", f"{r['data_s']:.3f}", f"{r['network_s']:.3f}",
-                      f"{r['raster_fwd_s']:.3f}", f"{r['raster_bwd_s']:.3f}")  # fmt: skip
+        table.add_row(
+            r["method"],
+            r["state"],
+            f"{r['scenes_per_batch']}x{r['views']} @{r['image_size']}",
+            f"{r['steps_per_s']:.2f}",
+            f"{r['step_s']:.3f}",
+            f"{r['data_s']:.3f}",
+            f"{r['network_s']:.3f}",
+            f"{r['raster_fwd_s']:.3f}",
+            f"{r['raster_bwd_s']:.3f}",
+        )
     Console().print(table)
-    out = args.json or ROOT / "benchmarks" / "results" / f"train_speed_{'cuda' if args.device.startswith('cuda') else 'cpu'}.json"
+    out = (
+        args.json
+        or ROOT / "benchmarks" / "results" / f"train_speed_{'cuda' if args.device.startswith('cuda') else 'cpu'}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     print(f"wrote {out}")

@@ -24,18 +24,17 @@ from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
+from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
+from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
+from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
 from nerfstudio_splatdiff.models.splatter_head import SplatterHeadConfig
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
-from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
-from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.pipeline import DiffusionPipelineConfig, SplatdiffPipelineConfig
 from nerfstudio_splatdiff.schedulers import ExponentialLRSchedulerConfig
 from nerfstudio_splatdiff.trainer import SplatdiffTrainer
-
 
 
 @dataclass(frozen=True)
@@ -81,16 +80,40 @@ class Preset:
 
 
 PAPER = Preset(
-    image_size=128, widths=(128, 256, 512, 512), layers=2, groups=32, scenes_per_batch=32, lr=5e-5,
-    max_steps=400_000, lpips_weight=0.01, ema_decay=0.9999, steps_per_save=5_000, num_workers=8, max_scale_px=4.0,
+    image_size=128,
+    widths=(128, 256, 512, 512),
+    layers=2,
+    groups=32,
+    scenes_per_batch=32,
+    lr=5e-5,
+    max_steps=400_000,
+    lpips_weight=0.01,
+    ema_decay=0.9999,
+    steps_per_save=5_000,
+    num_workers=8,
+    max_scale_px=4.0,
     privileged_view=False,
-)  # fmt: skip
+)
 SMALL = Preset(
-    image_size=64, widths=(32, 64, 128, 128), layers=1, groups=32, scenes_per_batch=8, lr=3e-4,
-    max_steps=6_000, lpips_weight=0.0, ema_decay=0.995, steps_per_save=250, num_workers=1, max_scale_px=2.0,
-    privileged_view=True, background=(1.0, 1.0, 1.0), source_window=1, hidden_target=True, scene_kind="object",
+    image_size=64,
+    widths=(32, 64, 128, 128),
+    layers=1,
+    groups=32,
+    scenes_per_batch=8,
+    lr=3e-4,
+    max_steps=6_000,
+    lpips_weight=0.0,
+    ema_decay=0.995,
+    steps_per_save=250,
+    num_workers=1,
+    max_scale_px=2.0,
+    privileged_view=True,
+    background=(1.0, 1.0, 1.0),
+    source_window=1,
+    hidden_target=True,
+    scene_kind="object",
     mask_weight=0.1,
-)  # fmt: skip
+)
 SMALL_INPUT_ONLY = replace(SMALL, privileged_view=False)
 
 
@@ -147,15 +170,27 @@ def _trainer(method: str, network, p: Preset) -> TrainerConfig:
 
 def _var(p: Preset) -> VARNetConfig:
     return VARNetConfig(
-        block_out_channels=p.widths, layers_per_block=p.layers, norm_num_groups=p.groups, latent_channels=4,
-        skip_dropout=0.5, privileged_view=p.privileged_view, privileged_drop=0.1, privileged_width=32,
-        privileged_grid=p.image_size // 8, head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p.max_scale_px),
-    )  # fmt: skip
+        block_out_channels=p.widths,
+        layers_per_block=p.layers,
+        norm_num_groups=p.groups,
+        latent_channels=4,
+        skip_dropout=0.5,
+        privileged_view=p.privileged_view,
+        privileged_drop=0.1,
+        privileged_width=32,
+        global_code=p.privileged_view,
+        privileged_grid=p.image_size // 8,
+        head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p.max_scale_px),
+    )
 
 
 def _regression(p: Preset) -> RegressionNetConfig:
-    return RegressionNetConfig(block_out_channels=p.widths, layers_per_block=p.layers, norm_num_groups=p.groups,
-                               head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p.max_scale_px))  # fmt: skip
+    return RegressionNetConfig(
+        block_out_channels=p.widths,
+        layers_per_block=p.layers,
+        norm_num_groups=p.groups,
+        head=SplatterHeadConfig(gaussians_per_pixel=2, max_scale_px=p.max_scale_px),
+    )
 
 
 splatdiff_var = MethodSpecification(
@@ -204,14 +239,35 @@ class DiffusionPreset:
     """DataLoader worker processes."""
     stage1: Preset
     """The stage-1 preset whose VAR this denoiser samples (its data settings are reused)."""
+    steps_per_save: int = 500
+    """Checkpoint interval."""
 
 
-DIFFUSION_PAPER = DiffusionPreset(image_size=128, widths=(320, 640, 1280, 1280), attention=(1, 2, 3), layers=2,
-                                  groups=32, scenes_per_batch=32, max_steps=200_000, ema_decay=0.9999, num_workers=8,
-                                  stage1=PAPER)  # fmt: skip
-DIFFUSION_SMALL = DiffusionPreset(image_size=64, widths=(64, 128, 128), attention=(1, 2), layers=1, groups=32,
-                                  scenes_per_batch=32, max_steps=4_000, ema_decay=0.995, num_workers=1,
-                                  stage1=SMALL)  # fmt: skip
+DIFFUSION_PAPER = DiffusionPreset(
+    image_size=128,
+    widths=(320, 640, 1280, 1280),
+    attention=(1, 2, 3),
+    layers=2,
+    groups=32,
+    scenes_per_batch=32,
+    max_steps=200_000,
+    ema_decay=0.9999,
+    num_workers=8,
+    stage1=PAPER,
+)
+DIFFUSION_SMALL = DiffusionPreset(
+    image_size=64,
+    widths=(64, 128, 128),
+    attention=(1, 2),
+    layers=1,
+    groups=32,
+    scenes_per_batch=32,
+    max_steps=4_000,
+    ema_decay=0.995,
+    num_workers=1,
+    stage1=SMALL,
+    steps_per_save=250,  # CPU sessions end at a fixed time: lose little when one does
+)
 
 
 def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
@@ -221,7 +277,7 @@ def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
         steps_per_eval_batch=500,
         steps_per_eval_image=2_000,
         steps_per_eval_all_images=1_000_000,
-        steps_per_save=500,
+        steps_per_save=p.steps_per_save,
         max_num_iterations=p.max_steps,
         mixed_precision=False,
         pipeline=DiffusionPipelineConfig(
@@ -236,8 +292,12 @@ def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
                 scene_kind=p.stage1.scene_kind,
             ),
             model=DiffusionModelConfig(
-                denoiser=DenoiserNetConfig(block_out_channels=p.widths, layers_per_block=p.layers,
-                                           attention_levels=p.attention, norm_num_groups=p.groups),  # fmt: skip
+                denoiser=DenoiserNetConfig(
+                    block_out_channels=p.widths,
+                    layers_per_block=p.layers,
+                    attention_levels=p.attention,
+                    norm_num_groups=p.groups,
+                ),
                 image_size=p.image_size,
                 cond_drop_prob=0.2,
                 input_mask_prob=0.0,

@@ -14,8 +14,10 @@ from typing import Any, Dict, Optional, Type
 
 import numpy as np
 import torch
-from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils import comms
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
@@ -23,6 +25,17 @@ from nerfstudio_splatdiff.models.losses import lpips_backbone_file
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
 from nerfstudio_splatdiff.runs import load_model_state
 from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
+
+
+def ddp_wrap(model: torch.nn.Module, device: torch.device) -> DDP:
+    """The model in DistributedDataParallel, which averages its gradients over all processes in backward (the
+    process group must be initialised): on a GPU, the one this process trains on; on CPU (gloo), device_ids=None.
+    DDP copies rank 0's parameters and buffers (the EMA copy included) to every rank here, so all ranks start from
+    the same weights although each process seeds its random generator with its own rank."""
+    device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
+    ddp = DDP(model, device_ids=device_ids, find_unused_parameters=True)
+    comms.synchronize()
+    return ddp
 
 
 @dataclass
@@ -37,8 +50,28 @@ class SplatdiffPipelineConfig(VanillaPipelineConfig):
 class SplatdiffPipeline(VanillaPipeline):
     config: SplatdiffPipelineConfig
 
-    def __init__(self, config: SplatdiffPipelineConfig, device, test_mode="val", world_size=1, local_rank=0, grad_scaler=None):
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+    def __init__(
+        self, config: SplatdiffPipelineConfig, device, test_mode="val", world_size=1, local_rank=0, grad_scaler=None
+    ):
+        # VanillaPipeline.__init__ (nerfstudio 1.1.5) without its point-cloud seeding, which our data never has, and
+        # with a DDP wrapping that also works on CPU: nerfstudio's passes device_ids=[local_rank] (one GPU per
+        # process), which DDP refuses for a CPU module.
+        Pipeline.__init__(self)
+        self.config, self.test_mode, self.world_size = config, test_mode, world_size
+        self.datamanager = config.datamanager.setup(
+            device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
+        )
+        self.datamanager.to(device)
+        self._model = config.model.setup(
+            scene_box=self.datamanager.train_dataset.scene_box,
+            num_train_data=len(self.datamanager.train_dataset),
+            metadata=self.datamanager.train_dataset.metadata,
+            device=device,
+            grad_scaler=grad_scaler,
+        )
+        self.model.to(device)
+        if world_size > 1:
+            self._model = ddp_wrap(self._model, torch.device(device))
         dm = self.datamanager
         self.model.check_image_size(torch.zeros(1, 1, dm.resolution, dm.resolution, 3))
         fixed = dm.fixed_indices_eval_dataloader if hasattr(dm, "fixed_indices_eval_dataloader") else None
@@ -77,7 +110,9 @@ class SplatdiffPipeline(VanillaPipeline):
         return metrics, images
 
     @torch.no_grad()
-    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False):
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ):
         """Every test scene once: mean (and std) of the per-scene metrics, plus `num_scenes`; renders to
         `output_path` (input | targets, predictions below ground truth) when given."""
         self.eval()
@@ -85,7 +120,12 @@ class SplatdiffPipeline(VanillaPipeline):
         loader = self.datamanager.fixed_indices_eval_dataloader
         if output_path is not None:
             output_path.mkdir(parents=True, exist_ok=True)
-        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, transient=True) as progress:
             task = progress.add_task("evaluating scenes", total=len(loader))
             for index, (_, batch) in enumerate(loader):

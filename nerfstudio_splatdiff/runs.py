@@ -27,17 +27,35 @@ SLIM_DROPPED_PREFIXES = (EMA_PREFIX, "_model.var.")
 """State-dict prefixes a slim checkpoint leaves out (the EMA copy; a diffusion model's frozen VAR)."""
 
 
+DDP_MODEL_PREFIX = "_model.module."
+"""How a pipeline state names the model's keys while DistributedDataParallel wraps the model."""
+
+
+def without_ddp_prefix(pipeline_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The pipeline state with the model's keys as an unwrapped model names them (`_model.net...`, not DDP's
+    `_model.module.net...`), so a checkpoint reads the same whatever the number of processes that trained it."""
+    model_keys = [k for k in pipeline_state if k.startswith("_model.")]
+    if not model_keys or not all(k.startswith(DDP_MODEL_PREFIX) for k in model_keys):
+        return dict(pipeline_state)
+    return {
+        ("_model." + k[len(DDP_MODEL_PREFIX) :] if k.startswith("_model.") else k): v for k, v in pipeline_state.items()
+    }
+
+
 def load_model_state(model: torch.nn.Module, pipeline_state: Dict[str, torch.Tensor]) -> None:
     """Load a checkpoint's pipeline state into the model: strictly, except that a slim checkpoint may lack exactly
-    the EMA copy and the frozen VAR."""
+    the EMA copy and the frozen VAR. A state saved with the model in DDP loads too."""
     state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in pipeline_state.items()}
+    state = without_ddp_prefix(state)
     slim = state.pop(SLIM_MARKER, None) is not None
     model_state = {k[len("_model.") :]: v for k, v in state.items() if k.startswith("_model.")}
     missing, unexpected = model.load_state_dict(model_state, strict=False)
     bad = [k for k in missing if not (slim and f"_model.{k}".startswith(SLIM_DROPPED_PREFIXES))] + list(unexpected)
     if bad:
-        raise SplatdiffError(f"The checkpoint does not match the model in config.yml (e.g. {bad[:3]}); load it with "
-                             "the config.yml of the run that wrote it (or write the slim copy again).")  # fmt: skip
+        raise SplatdiffError(
+            f"The checkpoint does not match the model in config.yml (e.g. {bad[:3]}); load it with "
+            "the config.yml of the run that wrote it (or write the slim copy again)."
+        )
 
 
 def _find_relative(path: Path, config_path: Path) -> Path:
@@ -58,7 +76,9 @@ def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, A
 
     config_path = Path(config_path)
     if not config_path.is_file():
-        raise SplatdiffError(f"No config.yml at {config_path}: pass --load-config outputs/<exp>/<method>/<timestamp>/config.yml.")
+        raise SplatdiffError(
+            f"No config.yml at {config_path}: pass --load-config outputs/<exp>/<method>/<timestamp>/config.yml."
+        )
     run = load_run_config(config_path)
     model_cfg = splatdiff_model_config(run, config_path)
     if model_cfg.needs_frozen_var and model_cfg.var_checkpoint is not None:
@@ -66,13 +86,16 @@ def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, A
     folder = config_path.parent / "nerfstudio_models"
     _, source = resolve_run(folder if folder.is_dir() else config_path)
     _, loaded = load_checkpoint(source)  # before the model is built: a bad checkpoint fails fast
-    model = model_cfg.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=0,
-                            metadata={}, device=device)  # fmt: skip
+    model = model_cfg.setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=0, metadata={}, device=device
+    )
     load_model_state(model, loaded["pipeline"])
     return model.to(device).eval(), run
 
 
-def setup_pipeline(config_path: Path, test_mode: str = "test", device: Optional[str] = None) -> Tuple[Any, Any, Path, int]:
+def setup_pipeline(
+    config_path: Path, test_mode: str = "test", device: Optional[str] = None
+) -> Tuple[Any, Any, Path, int]:
     """nerfstudio's eval_setup for splatdiff runs, made safe: config.yml through the safe loader, the newest
     checkpoint that loads (weights only) from the nerfstudio_models folder next to config.yml (else where training
     wrote it), checked before the datasets load. Returns (config, pipeline in eval mode, checkpoint, step)."""
@@ -111,8 +134,10 @@ def is_slim_run_folder(folder: Path) -> bool:
     models = folder / "nerfstudio_models"
     if not folder.is_dir() or {p.name for p in folder.iterdir()} - {"config.yml", "nerfstudio_models"}:
         return False
-    return not models.exists() or (models.is_dir() and all(p.name.startswith("step-") and p.suffix == ".ckpt" and
-                                                            p.is_file() for p in models.iterdir()))  # fmt: skip
+    return not models.exists() or (
+        models.is_dir()
+        and all(p.name.startswith("step-") and p.suffix == ".ckpt" and p.is_file() for p in models.iterdir())
+    )
 
 
 def slim_run_folder(config_path: Path, output_dir: Path, experiment: str) -> Path:
@@ -124,21 +149,31 @@ def slim_run_folder(config_path: Path, output_dir: Path, experiment: str) -> Pat
     return Path(output_dir) / experiment / run.method_name / "shipped"
 
 
-def write_slim_run(config_path: Path, output_dir: Path, experiment: str, data: Optional[Path] = None,
-                   var_config: Optional[Path] = None, overwrite: bool = False) -> Path:  # fmt: skip
+def write_slim_run(
+    config_path: Path,
+    output_dir: Path,
+    experiment: str,
+    data: Optional[Path] = None,
+    var_config: Optional[Path] = None,
+    overwrite: bool = False,
+) -> Path:
     """Copy a run as a slim run under output_dir/experiment/<method>/shipped; returns the new config.yml. An
     existing folder there is replaced only when it is a slim run itself, or with `overwrite`."""
     target = slim_run_folder(config_path, output_dir, experiment)
     if target.exists() and not overwrite and not is_slim_run_folder(target):
-        raise SplatdiffError(f"{target} exists and holds files other than a slim run's: move them, or pass "
-                             "--overwrite to replace the folder.")  # fmt: skip
+        raise SplatdiffError(
+            f"{target} exists and holds files other than a slim run's: move them, or pass "
+            "--overwrite to replace the folder."
+        )
     config_path, source = resolve_run(config_path)
     run = load_run_config(config_path)
     model = splatdiff_model_config(run, config_path, "splatdiff-slim-run")
     trained_name = model.trained_module
     if model.needs_frozen_var:
         if var_config is None:
-            raise SplatdiffError("A diffusion run's slim copy needs its VAR's slim copy: write that first (splatdiff-slim-run does).")
+            raise SplatdiffError(
+                "A diffusion run's slim copy needs its VAR's slim copy: write that first (splatdiff-slim-run does)."
+            )
         model.var_checkpoint = var_config
     _, loaded = load_checkpoint(source)
     run.output_dir, run.experiment_name, run.timestamp = output_dir, experiment, "shipped"
@@ -154,7 +189,7 @@ def write_slim_run(config_path: Path, output_dir: Path, experiment: str, data: O
 
         shutil.rmtree(target)
     folder.mkdir(parents=True, exist_ok=True)
-    state = slim_pipeline_state(loaded["pipeline"], trained_name)
+    state = slim_pipeline_state(without_ddp_prefix(loaded["pipeline"]), trained_name)
     new_ckpt = folder / f"step-{int(loaded['step']):09d}.ckpt"
     atomic_torch_save({"step": int(loaded["step"]), "pipeline": state}, new_ckpt)
     for old in folder.glob("step-*.ckpt"):

@@ -46,19 +46,24 @@ def _resolve(suffix: str, packages: tuple, node: yaml.Node) -> Any:
     """The object a tag names, importing its module only when it lies inside `packages`."""
     module_name, _, attr = suffix.rpartition(".")
     if not module_name or not attr or not _in_packages(module_name, packages):
-        raise UnsafeConfigError(None, None, f"refusing {suffix!r}: only classes of {', '.join(packages)} are allowed",
-                                node.start_mark)  # fmt: skip
+        raise UnsafeConfigError(
+            None, None, f"refusing {suffix!r}: only classes of {', '.join(packages)} are allowed", node.start_mark
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name is None or not module_name.startswith(e.name):
             raise  # a broken install, not a bad config
-        raise UnsafeConfigError(None, None, f"no module {module_name!r} (the config names {suffix!r})", node.start_mark) from e
+        raise UnsafeConfigError(
+            None, None, f"no module {module_name!r} (the config names {suffix!r})", node.start_mark
+        ) from e
     obj = getattr(module, attr, None)
     if obj is None:
         raise UnsafeConfigError(None, None, f"{module_name!r} has no {attr!r}", node.start_mark)
     if not isinstance(obj, type) or not _in_packages(obj.__module__, packages):
-        raise UnsafeConfigError(None, None, f"refusing {suffix!r}: not a class of {', '.join(packages)}", node.start_mark)
+        raise UnsafeConfigError(
+            None, None, f"refusing {suffix!r}: not a class of {', '.join(packages)}", node.start_mark
+        )
     return obj
 
 
@@ -83,7 +88,9 @@ def _construct_name(loader: ConfigLoader, suffix: str, node: yaml.Node) -> Any:
 def _construct_object(loader: ConfigLoader, suffix: str, node: yaml.Node):
     cls = _resolve(suffix, CONFIG_PACKAGES, node)
     if not dataclasses.is_dataclass(cls):
-        raise UnsafeConfigError(None, None, f"refusing {suffix!r}: only config dataclasses are allowed", node.start_mark)
+        raise UnsafeConfigError(
+            None, None, f"refusing {suffix!r}: only config dataclasses are allowed", node.start_mark
+        )
     instance = cls.__new__(cls)
     yield instance  # (as yaml.Loader does, so anchors inside the object resolve)
     state = loader.construct_mapping(node, deep=True)
@@ -97,7 +104,9 @@ def _construct_apply(loader: ConfigLoader, suffix: str, node: yaml.Node) -> Any:
     else:
         cls = _resolve(suffix, CONFIG_PACKAGES, node)
         if not issubclass(cls, enum.Enum):
-            raise UnsafeConfigError(None, None, f"refusing to call {suffix!r}: only paths and enum values", node.start_mark)
+            raise UnsafeConfigError(
+                None, None, f"refusing to call {suffix!r}: only paths and enum values", node.start_mark
+            )
     if isinstance(node, yaml.SequenceNode):
         args, kwds = loader.construct_sequence(node, deep=True), {}
     else:
@@ -129,18 +138,25 @@ def load_config_yaml(path: Path) -> Any:
     try:
         config = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a restricted SafeLoader
     except UnsafeConfigError as e:
-        raise SplatdiffError(f"Refusing to load {path}: {e.problem} (line {e.problem_mark.line + 1}). A config.yml "
-                             "may only hold splatdiff/nerfstudio config classes; only load runs you trust.") from None  # fmt: skip
+        raise SplatdiffError(
+            f"Refusing to load {path}: {e.problem} (line {e.problem_mark.line + 1}). A config.yml "
+            "may only hold splatdiff/nerfstudio config classes; only load runs you trust."
+        ) from None
     except yaml.constructor.ConstructorError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
-        raise SplatdiffError(f"Refusing to load {path}: {e.problem}{where}. A config.yml may only hold "
-                             "splatdiff/nerfstudio config classes; only load runs you trust.") from None  # fmt: skip
+        raise SplatdiffError(
+            f"Refusing to load {path}: {e.problem}{where}. A config.yml may only hold "
+            "splatdiff/nerfstudio config classes; only load runs you trust."
+        ) from None
     except yaml.YAMLError as e:
-        raise SplatdiffError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): pass the config.yml that "
-                             "ns-train wrote.") from None  # fmt: skip
+        raise SplatdiffError(
+            f"{path} is not valid YAML ({str(e).splitlines()[0]}): pass the config.yml that ns-train wrote."
+        ) from None
     from nerfstudio.engine.trainer import TrainerConfig
 
     if not isinstance(config, TrainerConfig):
-        raise SplatdiffError(f"{path} is not a nerfstudio run config (it holds a {type(config).__name__}): pass the "
-                             "config.yml that ns-train wrote.")  # fmt: skip
+        raise SplatdiffError(
+            f"{path} is not a nerfstudio run config (it holds a {type(config).__name__}): pass the "
+            "config.yml that ns-train wrote."
+        )
     return config

@@ -44,9 +44,12 @@ def safe_name(text: str, fallback: str = "image") -> str:
 def is_safe_component(name: Any) -> bool:
     """True for a plain, visible file or folder name: a non-empty string without separators, not `.`/`..`."""
     return (
-        isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
-        and not any(c in name for c in ("/", "\\", "\0")) and name.strip() == name
-    )  # fmt: skip
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and not name.startswith(".")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and name.strip() == name
+    )
 
 
 def is_inside(path: Path, root: Path) -> bool:
@@ -201,8 +204,9 @@ def load_checkpoint_file(path: Path) -> Dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointUnreadable(f"it holds Python objects other than weights, refused (weights_only): "
-                                   f"{str(e).splitlines()[0][:160]}") from e  # fmt: skip
+        raise CheckpointUnreadable(
+            f"it holds Python objects other than weights, refused (weights_only): {str(e).splitlines()[0][:160]}"
+        ) from e
     except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on a truncated or corrupt file
         raise CheckpointUnreadable(f"it is truncated or corrupt ({type(e).__name__})") from e
     if not isinstance(state, dict) or "pipeline" not in state:
@@ -224,7 +228,10 @@ def load_newest_checkpoint(folder: Path, how: str = "train the run first") -> Tu
             problems.append(f"{ckpt.name}: {e}")
             continue
         if problems:
-            CONSOLE.print(f"[yellow]Skipped {len(problems)} checkpoint(s) that do not load ({'; '.join(problems)}); "
-                          f"using {ckpt.name}.[/]", soft_wrap=True)  # fmt: skip
+            CONSOLE.print(
+                f"[yellow]Skipped {len(problems)} checkpoint(s) that do not load ({'; '.join(problems)}); "
+                f"using {ckpt.name}.[/]",
+                soft_wrap=True,
+            )
         return ckpt, state
     raise SplatdiffError(f"No checkpoint in {folder} loads ({'; '.join(problems)}): {how}.")

@@ -2,26 +2,51 @@
 place (a run killed while saving never leaves a truncated checkpoint), and a resume (`--load-dir`) uses the newest
 checkpoint that loads, as weights only, naming any it had to skip.
 
+In a run of several processes (`--machine.num-devices`, `--machine.num-machines`) every rank also writes, when
+training completes, `ranks/rank-<r>.json` in the run folder: a checksum of its final weights and the training
+scenes it drew, so a run can be checked to have kept its ranks in step on disjoint shards of the data.
+
 The method configs point their TrainerConfig's `_target` here; everything else is nerfstudio's Trainer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Mapping
 
+import torch
 from nerfstudio.engine.trainer import Trainer
+from nerfstudio.utils import comms
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.runs import without_ddp_prefix
 from nerfstudio_splatdiff.safety import (
     CheckpointUnreadable,
     atomic_torch_save,
+    atomic_write_text,
     checkpoint_step,
     load_checkpoint_file,
     load_newest_checkpoint,
     remove_stale_partials,
 )
+
+RANK_RECORD_DIR = "ranks"
+"""Folder of the run (next to config.yml) where each rank of a several-process run writes `rank-<r>.json`."""
+
+
+def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and bytes, in name order: equal exactly when the weights
+    are bit-identical (a model's `state_dict()`, EMA copy and buffers included)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class SplatdiffTrainer(Trainer):
@@ -32,7 +57,9 @@ class SplatdiffTrainer(Trainer):
         if load_dir is not None:
             load_dir = Path(load_dir)
             if self.config.load_step is None:
-                load_path, loaded_state = load_newest_checkpoint(load_dir, "pass --load-dir a nerfstudio_models folder of an earlier run")
+                load_path, loaded_state = load_newest_checkpoint(
+                    load_dir, "pass --load-dir a nerfstudio_models folder of an earlier run"
+                )
             else:
                 load_path = load_dir / f"step-{self.config.load_step:09d}.ckpt"
                 loaded_state = self._load_file(load_path)
@@ -68,7 +95,9 @@ class SplatdiffTrainer(Trainer):
         pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
         state = {
             "step": step,
-            "pipeline": pipeline.state_dict(),  # type: ignore[union-attr]
+            # The model's keys as without DDP, so every loader (resume, inference, a diffusion run's frozen VAR)
+            # reads a checkpoint of several processes like any other.
+            "pipeline": without_ddp_prefix(pipeline.state_dict()),  # type: ignore[union-attr]
             "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
             "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
@@ -78,3 +107,29 @@ class SplatdiffTrainer(Trainer):
             for f in self.checkpoint_dir.glob("step-*.ckpt"):
                 if f != ckpt_path and checkpoint_step(f) >= 0:
                     f.unlink()
+
+    def _after_train(self) -> None:
+        """nerfstudio's end of training (the last checkpoint, on rank 0), then this rank's record when the run has
+        several processes."""
+        super()._after_train()
+        if self.world_size > 1:
+            self.write_rank_record()
+
+    def write_rank_record(self) -> Path:
+        """Write `ranks/rank-<r>.json` in the run folder: the global rank, the step, the checksum of this rank's
+        weights (`weights_sha256` of the model's state dict: DDP keeps it identical on every rank, and equal to the
+        last checkpoint's), this rank's shard of the training scenes and how often it drew each."""
+        rank = comms.get_rank()
+        datamanager = self.pipeline.datamanager
+        record = {
+            "rank": rank,
+            "world_size": self.world_size,
+            "step": self.step,
+            "weights_sha256": weights_sha256(self.pipeline.model.state_dict()),
+            "train_scenes": [r.name for r in getattr(datamanager, "train_scenes", [])],
+            "scene_draws": dict(sorted(getattr(datamanager, "train_draws", {}).items())),
+        }
+        path = self.base_dir / RANK_RECORD_DIR / f"rank-{rank}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=1))
+        return path

@@ -20,11 +20,30 @@ def run_cli(cmd: list, env_extra: dict | None = None, check: bool = True, cwd: P
 def train_cmd(method: str, data: Path, out: Path, cache: Path, iters: int, *extra: str) -> list:
     """A short CPU `ns-train` command line on the co3d-data parser, logging every step to tensorboard."""
     return [
-        Path(sys.executable).parent / "ns-train", method, "--max-num-iterations", str(iters), "--vis", "tensorboard",
-        "--output-dir", out, "--logging.steps-per-log", "1", "--steps-per-eval-batch", "1000",
-        "--steps-per-eval-image", "1000", "--steps-per-save", "1000",
-        "--pipeline.datamanager.scenes-per-batch", "4", "--pipeline.datamanager.num-workers", "0",
-        *extra, "co3d-data", "--data", data, "--cache-dir", cache,
-    ]  # fmt: skip
-
-
+        Path(sys.executable).parent / "ns-train",
+        method,
+        "--max-num-iterations",
+        str(iters),
+        "--vis",
+        "tensorboard",
+        "--output-dir",
+        out,
+        "--logging.steps-per-log",
+        "1",
+        "--steps-per-eval-batch",
+        "1000",
+        "--steps-per-eval-image",
+        "1000",
+        "--steps-per-save",
+        "1000",
+        "--pipeline.datamanager.scenes-per-batch",
+        "4",
+        "--pipeline.datamanager.num-workers",
+        "0",
+        *extra,
+        "co3d-data",
+        "--data",
+        data,
+        "--cache-dir",
+        cache,
+    ]

@@ -47,8 +47,9 @@ def to_pytorch3d(R_cv: np.ndarray, t_cv: np.ndarray) -> tuple[np.ndarray, np.nda
     return (F @ R_cv).T, F @ t_cv
 
 
-def write_co3d_fixture(root: Path, category: str = "toy", sequences: int = 2, frames: int = 5,
-                       extra_keys: bool = True) -> Path:  # fmt: skip
+def write_co3d_fixture(
+    root: Path, category: str = "toy", sequences: int = 2, frames: int = 5, extra_keys: bool = True
+) -> Path:
     """Write the dataset under root/category and return that folder."""
     cat = root / category
     frame_anns, seq_anns, train, test = [], [], [], []
@@ -71,19 +72,25 @@ def write_co3d_fixture(root: Path, category: str = "toy", sequences: int = 2, fr
             Image.fromarray((mask * 255).astype(np.uint8)).save(cat / seq / "depth_masks" / f"frame{num:06d}.png")
             R3, T3 = to_pytorch3d(R, t)
             ann = {
-                "sequence_name": seq, "frame_number": num, "frame_timestamp": f / 30.0,
+                "sequence_name": seq,
+                "frame_number": num,
+                "frame_timestamp": f / 30.0,
                 "image": {"path": f"{rel}/images/frame{num:06d}.jpg", "size": [H, W]},
-                "depth": {"path": f"{rel}/depths/frame{num:06d}.jpg.geometric.png", "scale_adjustment": 1.0,
-                          "mask_path": f"{rel}/depth_masks/frame{num:06d}.png"},
+                "depth": {
+                    "path": f"{rel}/depths/frame{num:06d}.jpg.geometric.png",
+                    "scale_adjustment": 1.0,
+                    "mask_path": f"{rel}/depth_masks/frame{num:06d}.png",
+                },
                 "mask": {"path": f"{rel}/masks/frame{num:06d}.png", "mass": float(mask.sum())},
                 "viewpoint": {
-                    "R": R3.tolist(), "T": T3.tolist(),
+                    "R": R3.tolist(),
+                    "T": T3.tolist(),
                     "focal_length": [K[0, 0] / (W / 2), K[1, 1] / (H / 2)],
                     "principal_point": [(W / 2 - K[0, 2]) / (W / 2), (H / 2 - K[1, 2]) / (H / 2)],
                     "intrinsics_format": "ndc_norm_image_bounds",
                 },
                 "meta": {"frame_type": "test_known"},
-            }  # fmt: skip
+            }
             if extra_keys:
                 ann["some_future_key"] = {"nested": [1, 2]}
                 ann["viewpoint"]["extra"] = 1

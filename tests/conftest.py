@@ -9,11 +9,35 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from jaxtyping import install_import_hook  # noqa: E402
+
+# Every function of the package is checked at call time against its annotations, jaxtyping shapes included
+# (Float[Tensor, "B 3 H W"]: the same B across a call's arguments and result). Subprocess CLI runs are not.
+# The numba kernels are left out: numba compiles the plain functions, not a checking wrapper.
+UNCHECKED = {"nerfstudio_splatdiff.splats.rasterize_numba_kernels"}
+_PACKAGE = Path(__file__).resolve().parents[1] / "nerfstudio_splatdiff"
+_MODULES = sorted(
+    ".".join(("nerfstudio_splatdiff", *p.relative_to(_PACKAGE).with_suffix("").parts))
+    for p in _PACKAGE.rglob("*.py")
+    if p.name != "__init__.py"
+)
+install_import_hook([m for m in _MODULES if m not in UNCHECKED], "beartype.beartype")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("SPLATDIFF_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def unchecked_annotations():
+    """Turns the test-time annotation check off for one test: tests of the package's own error messages on malformed
+    input (what a user sees), which the check would otherwise pre-empt."""
+    from jaxtyping import config
+
+    config.update("jaxtyping_disable", True)
+    yield
+    config.update("jaxtyping_disable", False)
 
 
 @pytest.fixture
@@ -44,8 +68,22 @@ def tiny_diffusion_run(tiny_var_run):
     from cli_helpers import run_cli, train_cmd
 
     root, var_config = tiny_var_run
-    run_cli(train_cmd("splatdiff-diffusion-small", root / "data", root / "diff", root / "cache", 30,
-                      "--pipeline.model.var-checkpoint", str(var_config), "--pipeline.model.num-steps", "4",
-                      "--pipeline.model.eval-num-samples", "3", "--pipeline.datamanager.scenes-per-batch", "16"))  # fmt: skip
+    run_cli(
+        train_cmd(
+            "splatdiff-diffusion-small",
+            root / "data",
+            root / "diff",
+            root / "cache",
+            30,
+            "--pipeline.model.var-checkpoint",
+            str(var_config),
+            "--pipeline.model.num-steps",
+            "4",
+            "--pipeline.model.eval-num-samples",
+            "3",
+            "--pipeline.datamanager.scenes-per-batch",
+            "16",
+        )
+    )
     (config,) = (root / "diff").glob("*/splatdiff-diffusion-small/*/config.yml")
     return root, config

@@ -12,8 +12,22 @@ import torch
 from nerfstudio_splatdiff.splats.projection import project_gaussians
 
 
-def rasterize_dense(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds,
-                    near_plane=0.01, far_plane=1e10, eps2d=0.3, tile_size=16):  # fmt: skip
+def rasterize_dense(
+    means,
+    quats,
+    scales,
+    opacities,
+    colors,
+    viewmats,
+    Ks,
+    width,
+    height,
+    backgrounds,
+    near_plane=0.01,
+    far_plane=1e10,
+    eps2d=0.3,
+    tile_size=16,
+):
     """Same contract as `rasterize_torch`; memory is O(N x H x W) per camera, so keep scenes small."""
     B, N = means.shape[:2]
     V = viewmats.shape[1]
@@ -39,7 +53,10 @@ def rasterize_dense(means, quats, scales, opacities, colors, viewmats, Ks, width
                 in_tile = ((ptile[None] >= lo[:, None]) & (ptile[None] < hi[:, None])).all(-1)  # [N,P]
                 in_tile &= proj.valid[b, v][:, None]
             d = m2[:, None, :] - centres[None]  # [N,P,2]
-            sigma = 0.5 * (con[:, None, 0] * d[..., 0] ** 2 + con[:, None, 2] * d[..., 1] ** 2) + con[:, None, 1] * d[..., 0] * d[..., 1]
+            sigma = (
+                0.5 * (con[:, None, 0] * d[..., 0] ** 2 + con[:, None, 2] * d[..., 1] ** 2)
+                + con[:, None, 1] * d[..., 0] * d[..., 1]
+            )
             alpha = torch.clamp(opacities[b][:, None] * torch.exp(-sigma), max=0.999)
             use = in_tile & (sigma >= 0) & (alpha >= 1.0 / 255.0)
             alpha = torch.where(use, alpha, torch.zeros_like(alpha))[order]  # depth-sorted [N,P]
@@ -54,6 +71,8 @@ def rasterize_dense(means, quats, scales, opacities, colors, viewmats, Ks, width
             rgbs.append(rgb.reshape(height, width, -1))
             alphas.append(acc_a.reshape(height, width, 1))
             depths.append(dep.reshape(height, width, 1))
+
     def stack(xs):
         return torch.stack(xs).reshape(B, V, *xs[0].shape)
+
     return stack(rgbs), stack(alphas), stack(depths)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nerfstudio_splatdiff.data.cameras import (
+from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats.cameras import (
     invert_rigid,
     ndc_to_pixel_intrinsics,
     nearest_point_to_axes,
@@ -15,7 +16,6 @@ from nerfstudio_splatdiff.data.cameras import (
     project_points,
     pytorch3d_to_opencv_w2c,
 )
-from nerfstudio_splatdiff.errors import SplatdiffError
 
 
 def random_rotation(seed: int) -> torch.Tensor:
@@ -47,7 +47,9 @@ def test_ndc_isotropic_on_a_non_square_image():
 
 
 def test_opengl_camera_looks_down_minus_z():
-    c2w_cv = invert_rigid(pytorch3d_to_opencv_w2c(random_rotation(1), torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)))
+    c2w_cv = invert_rigid(
+        pytorch3d_to_opencv_w2c(random_rotation(1), torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64))
+    )
     c2w_gl = opencv_c2w_to_opengl_c2w(c2w_cv)
     ahead_cv = c2w_cv @ torch.tensor([0.0, 0.0, 2.0, 1.0], dtype=torch.float64)
     ahead_gl = c2w_gl @ torch.tensor([0.0, 0.0, -2.0, 1.0], dtype=torch.float64)
@@ -76,7 +78,10 @@ def test_real_co3d_apple_scene_centre_projects_into_every_image(real_data):
     assert (z > 0).all()
     assert ((uv[:, 0] > 0) & (uv[:, 0] < W) & (uv[:, 1] > 0) & (uv[:, 1] < H)).all()
     # The object stays near the image centre in a CO3D turntable capture (within 30% of the size).
-    assert ((uv - torch.tensor([W / 2, H / 2], dtype=torch.float64)).abs() < torch.tensor([0.3 * W, 0.3 * H], dtype=torch.float64)).all()
+    assert (
+        (uv - torch.tensor([W / 2, H / 2], dtype=torch.float64)).abs()
+        < torch.tensor([0.3 * W, 0.3 * H], dtype=torch.float64)
+    ).all()
     # The mistake this guards against: forgetting the x/y flip puts the centre behind the cameras.
     naive = torch.eye(4, dtype=torch.float64).repeat(20, 1, 1)
     naive[:, :3, :3], naive[:, :3, 3] = R.transpose(-1, -2), T

@@ -11,10 +11,10 @@ import pytest
 import torch
 from co3d_fixture import SPHERE_RADIUS, write_co3d_fixture
 
-from nerfstudio_splatdiff.data.cameras import invert_rigid, project_points
 from nerfstudio_splatdiff.data.co3d import Co3dSettings, load_co3d_split
 from nerfstudio_splatdiff.data.co3d_format import read_depth_png, write_depth_png
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats.cameras import invert_rigid, project_points
 
 
 def load(root, tmp_path, split="train", **kw):
@@ -39,7 +39,9 @@ def test_non_square_norm_image_bounds_crop_and_cameras(tmp_path):
     assert px["images"].shape == (5, 32, 32, 3) and px["masks"].shape == (5, 32, 32)
     # Principal point is centred after the crop; the focal is rescaled by 32 / crop side.
     side = 2 * min(52.0, 96 - 52.0, 30.0, 64 - 30.0)
-    assert torch.allclose(rec.K[:, 0, 2], torch.tensor(16.0)) and torch.allclose(rec.K[:, 0, 0], torch.tensor(70.0 * 32 / side))
+    assert torch.allclose(rec.K[:, 0, 2], torch.tensor(16.0)) and torch.allclose(
+        rec.K[:, 0, 0], torch.tensor(70.0 * 32 / side)
+    )
     # Object centre at the origin after normalisation; it projects onto the middle of the sphere's mask.
     w2c = invert_rigid(rec.c2w)
     uv, z = project_points(torch.zeros(5, 1, 3), w2c, rec.K)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from co3d_fixture import write_co3d_fixture
 
-from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
+from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.data.multiscene import ViewOptions, scene_views
 from nerfstudio_splatdiff.errors import SplatdiffError
 
@@ -66,7 +66,7 @@ def test_fixed_eval_protocol_is_deterministic(dataset, tmp_path):
     dm = make_dm(dataset, tmp_path)
     loader = dm.fixed_indices_eval_dataloader
     assert len(loader) == 1
-    (cams_a, a), (cams_b, b) = next(iter(loader)), next(iter(loader))
+    (cams_a, a), (_cams_b, b) = next(iter(loader)), next(iter(loader))
     assert a["frame_indices"].tolist() == [list(range(6))]  # frame 0 is the input, every other frame a target
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["c2w"], b["c2w"])
     assert cams_a.shape == (1, 6) and a["images"].shape == (1, 6, 32, 32, 3) and "depths" in a
@@ -96,11 +96,13 @@ def test_dataparsers_are_registered_with_nerfstudio():
 
 
 def test_proving_ground_items_take_the_source_near_view_0_and_one_hidden_side_target():
-    from nerfstudio_splatdiff.data.cameras import invert_rigid
     from nerfstudio_splatdiff.data.multiscene import hidden_side_frames, sample_frames
+    from nerfstudio_splatdiff.splats.cameras import invert_rigid
     from nerfstudio_splatdiff.splats.orbit import orbit_w2c
 
-    c2w = invert_rigid(orbit_w2c(24, radius=2.0))  # 15 degrees apart, 20 degrees up: 9..15 look within 60 deg of opposite
+    c2w = invert_rigid(
+        orbit_w2c(24, radius=2.0)
+    )  # 15 degrees apart, 20 degrees up: 9..15 look within 60 deg of opposite
     hidden = hidden_side_frames(c2w)
     assert hidden == list(range(9, 16))
     g = torch.Generator().manual_seed(0)

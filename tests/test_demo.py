@@ -19,8 +19,22 @@ pytestmark = pytest.mark.slow
 def test_demo_with_the_shipped_checkpoint(tmp_path, monkeypatch):
     shipped = REPO / "checkpoints" / "demo" / "splatdiff-diffusion-small" / "shipped" / "config.yml"
     assert shipped.is_file(), "the demo checkpoint must ship in the repository (make train-demo writes it)"
-    out = run_cli([BIN / "splatdiff-demo", "--scenes", "1", "--max-inputs", "1", "--num-samples", "2",
-                   "--data", tmp_path / "data", "--output-dir", tmp_path / "demo"], cwd=REPO)  # fmt: skip
+    out = run_cli(
+        [
+            BIN / "splatdiff-demo",
+            "--scenes",
+            "1",
+            "--max-inputs",
+            "1",
+            "--num-samples",
+            "2",
+            "--data",
+            tmp_path / "data",
+            "--output-dir",
+            tmp_path / "demo",
+        ],
+        cwd=REPO,
+    )
     assert "ns-viewer --load-config" in out.stdout and "--viewer.websocket-host 127.0.0.1" in out.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["run"]["kind"] == "diffusion" and len(summary["images"]) == 1

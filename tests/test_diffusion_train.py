@@ -36,9 +36,23 @@ def test_ns_eval_reports_one_sample_best_of_n_diversity_and_speed(diffusion_run)
     out = root / "diff_eval.json"
     run_cli([BIN / "ns-eval", "--load-config", config, "--output-path", out])
     res = json.loads(out.read_text())["results"]
-    keys = ("psnr", "ssim", "psnr_best", "ssim_best", "psnr_objects", "psnr_objects_best", "diversity",
-            "diversity_visible", "diversity_occluded", "psnr_visible", "psnr_occluded", "seconds_per_sample",
-            "num_scenes", "num_samples", "psnr_input")  # fmt: skip
+    keys = (
+        "psnr",
+        "ssim",
+        "psnr_best",
+        "ssim_best",
+        "psnr_objects",
+        "psnr_objects_best",
+        "diversity",
+        "diversity_visible",
+        "diversity_occluded",
+        "psnr_visible",
+        "psnr_occluded",
+        "seconds_per_sample",
+        "num_scenes",
+        "num_samples",
+        "psnr_input",
+    )
     for key in keys:
         assert key in res and res[key] == res[key] and abs(res[key]) != float("inf"), key
     assert res["psnr_best"] >= res["psnr"] - 1e-6  # the oracle can only be as good or better than sample 0
@@ -62,7 +76,9 @@ def test_samples_differ_and_viewer_renders(diffusion_run):
 def test_missing_or_mismatched_var_checkpoint(tiny_var_run, tmp_path):
     root, var_config = tiny_var_run
     base = train_cmd("splatdiff-diffusion-small", root / "data", tmp_path / "o", root / "cache", 2)
-    missing = run_cli(base[:2] + ["--pipeline.model.var-checkpoint", str(tmp_path / "nope.yml")] + base[2:], check=False)
+    missing = run_cli(
+        base[:2] + ["--pipeline.model.var-checkpoint", str(tmp_path / "nope.yml")] + base[2:], check=False
+    )
     assert missing.returncode != 0 and "No VAR checkpoint at" in missing.stdout + missing.stderr
     none = run_cli(base, check=False)
     assert none.returncode != 0 and "needs a trained VAR" in none.stdout + none.stderr
@@ -78,7 +94,9 @@ def test_slim_runs_sample_like_the_originals_at_a_fraction_of_the_size(diffusion
     from nerfstudio.utils.eval_utils import eval_setup
 
     root, config = diffusion_run
-    run_cli([BIN / "splatdiff-slim-run", "--load-config", config, "--output-dir", tmp_path, "--experiment-name", "demo"])
+    run_cli(
+        [BIN / "splatdiff-slim-run", "--load-config", config, "--output-dir", tmp_path, "--experiment-name", "demo"]
+    )
     (slim,) = tmp_path.glob("demo/splatdiff-diffusion-small/shipped/config.yml")
     (slim_var,) = tmp_path.glob("demo/splatdiff-var-small/shipped/config.yml")
     size = lambda cfg: sum(f.stat().st_size for f in (cfg.parent / "nerfstudio_models").glob("*.ckpt"))  # noqa: E731

@@ -1,14 +1,28 @@
-"""The package's layers point down only: command-line tools live in scripts/ and nothing below imports them; the
-commands that moved there keep their flags."""
+"""The package's layers point down only (splats < data < models < runs < pipeline / scripts); command-line tools live
+in scripts/, and the commands that moved there keep their flags."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-
 PACKAGE = Path(__file__).resolve().parents[1] / "nerfstudio_splatdiff"
-BELOW_SCRIPTS = ["runs.py", "pipeline.py", "data", "models", "splats"]
+RANKS = {
+    "errors": 0,
+    "safety": 0,
+    "safe_yaml": 0,
+    "schedulers": 0,
+    "lean_start": 0,
+    "splats": 1,
+    "data": 2,
+    "models": 3,
+    "runs": 4,
+    "completions": 4,
+    "trainer": 4,
+    "pipeline": 5,
+    "scripts": 5,
+}
+"""splats < data < models < runs < pipeline / scripts; helpers every layer may use at the bottom."""
 
 
 def imported_modules(path: Path) -> set:
@@ -21,11 +35,30 @@ def imported_modules(path: Path) -> set:
     return names
 
 
-def test_no_module_below_scripts_imports_scripts():
-    files = [p for part in BELOW_SCRIPTS for p in ([PACKAGE / part] if part.endswith(".py") else (PACKAGE / part).rglob("*.py"))]
-    offenders = {str(f.relative_to(PACKAGE)): sorted(m for m in imported_modules(f) if m.startswith("nerfstudio_splatdiff.scripts"))
-                 for f in files}  # fmt: skip
-    assert len(files) > 10 and not {f: m for f, m in offenders.items() if m}
+def layer(module: str) -> str:
+    """The layer of a package module: its first component below the package ("data", "runs", ...)."""
+    return module.split(".")[1]
+
+
+def test_every_module_imports_only_its_own_layer_or_those_below():
+    files = [f for f in PACKAGE.rglob("*.py") if f.name != "__init__.py" or f.parent != PACKAGE]
+    upward = {}
+    for f in files:
+        own = layer("nerfstudio_splatdiff." + ".".join(f.relative_to(PACKAGE).with_suffix("").parts))
+        for m in imported_modules(f):
+            if m.startswith("nerfstudio_splatdiff.") and RANKS[layer(m)] > RANKS[own]:
+                upward.setdefault(str(f.relative_to(PACKAGE)), []).append(m)
+    assert len(files) > 30 and set(RANKS) >= {
+        layer("nerfstudio_splatdiff." + f.relative_to(PACKAGE).parts[0].removesuffix(".py")) for f in files
+    }
+    assert not upward
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    """The check above can fail: a data module importing a model is an upward arrow."""
+    f = tmp_path / "x.py"
+    f.write_text("from nerfstudio_splatdiff.models.var_net import VARNet\n")
+    assert any(RANKS[layer(m)] > RANKS["data"] for m in imported_modules(f) if m.startswith("nerfstudio_splatdiff."))
 
 
 def test_the_commands_in_scripts_keep_their_flags():
@@ -35,16 +68,68 @@ def test_the_commands_in_scripts_keep_their_flags():
     from nerfstudio_splatdiff.scripts.make_procedural import MakeProcedural
     from nerfstudio_splatdiff.scripts.slim_run import SlimRun
 
-    slim = tyro.cli(SlimRun, args=["--load-config", "r/config.yml", "--output-dir", "o", "--experiment-name", "e",
-                                   "--data", "d", "--overwrite"])  # fmt: skip
+    slim = tyro.cli(
+        SlimRun,
+        args=[
+            "--load-config",
+            "r/config.yml",
+            "--output-dir",
+            "o",
+            "--experiment-name",
+            "e",
+            "--data",
+            "d",
+            "--overwrite",
+        ],
+    )
     assert (slim.load_config, slim.output_dir, slim.experiment_name, slim.data, slim.overwrite) == (
-        Path("r/config.yml"), Path("o"), "e", Path("d"), True)
-    make = tyro.cli(MakeProcedural, args=["--output", "o", "--scenes", "3", "--views", "4", "--resolution", "32",
-                                          "--seed", "5", "--category", "c", "--workers", "0", "--num-modes", "2",
-                                          "--overwrite", "--preview", "--kind", "object", "--force-mode", "1"])  # fmt: skip
-    assert (make.output, make.scenes, make.views, make.resolution, make.seed, make.category, make.workers,
-            make.num_modes, make.overwrite, make.preview, make.kind, make.force_mode) == (
-        Path("o"), 3, 4, 32, 5, "c", 0, 2, True, True, "object", 1)  # fmt: skip
+        Path("r/config.yml"),
+        Path("o"),
+        "e",
+        Path("d"),
+        True,
+    )
+    make = tyro.cli(
+        MakeProcedural,
+        args=[
+            "--output",
+            "o",
+            "--scenes",
+            "3",
+            "--views",
+            "4",
+            "--resolution",
+            "32",
+            "--seed",
+            "5",
+            "--category",
+            "c",
+            "--workers",
+            "0",
+            "--num-modes",
+            "2",
+            "--overwrite",
+            "--preview",
+            "--kind",
+            "object",
+            "--force-mode",
+            "1",
+        ],
+    )
+    assert (
+        make.output,
+        make.scenes,
+        make.views,
+        make.resolution,
+        make.seed,
+        make.category,
+        make.workers,
+        make.num_modes,
+        make.overwrite,
+        make.preview,
+        make.kind,
+        make.force_mode,
+    ) == (Path("o"), 3, 4, 32, 5, "c", 0, 2, True, True, "object", 1)
 
 
 def test_the_moved_commands_are_installed_where_they_now_live():

@@ -64,7 +64,9 @@ def test_lpips_plumbing_and_missing_weights(monkeypatch, tmp_path):
     assert float(net(x, x)) == pytest.approx(0.0, abs=1e-6)
     assert float(net(x, torch.rand(2, 32, 32, 3))) > 0
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    with pytest.raises(SplatdiffError, match=r"LPIPS needs the vgg ImageNet weights at .*vgg16-397923af.pth.*lpips-weight 0"):
+    with pytest.raises(
+        SplatdiffError, match=r"LPIPS needs the vgg ImageNet weights at .*vgg16-397923af.pth.*lpips-weight 0"
+    ):
         losses.maybe_lpips("vgg", required=True)
     assert losses.maybe_lpips("vgg", required=False) is None
 

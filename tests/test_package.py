@@ -33,11 +33,22 @@ def test_rotmat_quat_round_trip_and_composition():
 def test_render_benchmark_quick_writes_its_json(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(repo / "benchmarks" / "render.py"), "--quick", "--repeats", "1",
-                    "--json", str(out)], check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "render.py"), "--quick", "--repeats", "1", "--json", str(out)],
+        check=True,
+        timeout=300,
+    )
     res = json.loads(out.read_text())
-    for key in ("device", "tiled_ms", "peak_mem_mb", "pairs_per_s", "tiled_small_ms", "dense_small_ms",
-                "speedup_vs_dense", "max_abs_err_vs_dense"):  # fmt: skip
+    for key in (
+        "device",
+        "tiled_ms",
+        "peak_mem_mb",
+        "pairs_per_s",
+        "tiled_small_ms",
+        "dense_small_ms",
+        "speedup_vs_dense",
+        "max_abs_err_vs_dense",
+    ):
         assert key in res, key
     assert res["max_abs_err_vs_dense"] < 1e-4
     assert res["speedup_vs_dense"] > 1.0 and res["pairs_per_s"] > 0

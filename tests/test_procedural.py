@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from nerfstudio_splatdiff.data.procedural.generate import generate_dataset, mode_palette, sample_scene
-from nerfstudio_splatdiff.scripts.make_procedural import MakeProcedural
 from nerfstudio_splatdiff.data.procedural.raycast import render
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.scripts.make_procedural import MakeProcedural
 
 SCENES, VIEWS, RES = 3, 6, 48
 
@@ -46,8 +46,12 @@ def load_frame(root: Path, fr: dict) -> dict:
         "mask": np.array(Image.open(root / fr["mask"]["path"])),
         "depth": raw.view(np.float16).astype(np.float64) * fr["depth"]["scale_adjustment"],
         "depth_mask": np.array(Image.open(root / fr["depth"]["mask_path"])),
-        "R": R, "t": t, "K": K, "H": H, "W": W,
-    }  # fmt: skip
+        "R": R,
+        "t": t,
+        "K": K,
+        "H": H,
+        "W": W,
+    }
 
 
 def reproject(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -232,8 +236,10 @@ def object_modes(tmp_path_factory) -> list[Path]:
 
 
 def test_force_mode_changes_only_the_hidden_side(object_modes: list[Path]):
-    frames = [sorted(read_jgz(cat / "frame_annotations.jgz"), key=lambda f: (f["sequence_name"], f["frame_number"]))
-              for cat in object_modes]  # fmt: skip
+    frames = [
+        sorted(read_jgz(cat / "frame_annotations.jgz"), key=lambda f: (f["sequence_name"], f["frame_number"]))
+        for cat in object_modes
+    ]
     root = [cat.parent for cat in object_modes]
     for fa, fb, fc in zip(*frames):
         imgs = [np.array(Image.open(r / f["image"]["path"])).astype(float) for r, f in zip(root, (fa, fb, fc))]
@@ -259,7 +265,7 @@ def test_object_scenes_stand_on_white_and_fill_a_quarter_to_two_fifths_of_the_in
             assert 0.2 <= (f["mask"] == 255).mean() <= 0.45, (f["mask"] == 255).mean()
 
 
-def test_force_mode_out_of_range_and_unknown_kind_are_refused(tmp_path: Path):
+def test_force_mode_out_of_range_and_unknown_kind_are_refused(tmp_path: Path, unchecked_annotations):
     with pytest.raises(SplatdiffError, match="--force-mode must be between 0 and 2"):
         generate_dataset(tmp_path, 1, 2, 16, seed=0, force_mode=3)
     with pytest.raises(SplatdiffError, match="--kind must be one of"):

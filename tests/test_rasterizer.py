@@ -85,11 +85,15 @@ def test_off_axis_rotated_gaussian_projection():
     g = one_gaussian(mean, scales, quat=(c, 0.0, 0.0, s), dtype=torch.float64)
     proj = project_gaussians(g.means, g.quats, g.scales, viewmat, K, W, H)
     x, y, z = mean
-    R = torch.tensor([[math.cos(1.0), -math.sin(1.0), 0], [math.sin(1.0), math.cos(1.0), 0], [0, 0, 1]], dtype=torch.float64)
+    R = torch.tensor(
+        [[math.cos(1.0), -math.sin(1.0), 0], [math.sin(1.0), math.cos(1.0), 0], [0, 0, 1]], dtype=torch.float64
+    )
     cov3 = R @ torch.diag(torch.tensor(scales, dtype=torch.float64) ** 2) @ R.T
     J = torch.tensor([[f / z, 0, -f * x / z**2], [0, f / z, -f * y / z**2]], dtype=torch.float64)
     cov2 = J @ cov3 @ J.T + 0.3 * torch.eye(2, dtype=torch.float64)
-    assert torch.allclose(proj.means2d[0, 0, 0], torch.tensor([f * x / z + W / 2, f * y / z + H / 2], dtype=torch.float64))
+    assert torch.allclose(
+        proj.means2d[0, 0, 0], torch.tensor([f * x / z + W / 2, f * y / z + H / 2], dtype=torch.float64)
+    )
     assert torch.allclose(proj.cov2d[0, 0, 0], cov2, atol=1e-12)
     assert torch.allclose(proj.depths[0, 0, 0], torch.tensor(z, dtype=torch.float64))
 
@@ -97,8 +101,13 @@ def test_off_axis_rotated_gaussian_projection():
 def test_culling_behind_camera_and_off_image():
     viewmat, K = identity_camera(50.0, 32, 32)
     means = torch.tensor([[[0.0, 0.0, -2.0], [50.0, 0.0, 2.0], [0.0, 0.0, 2.0]]])
-    g = Gaussians(means, torch.tensor([1.0, 0, 0, 0]).expand(1, 3, 4), torch.full((1, 3, 3), 0.1),
-                  torch.full((1, 3), 0.9), torch.ones(1, 3, 3))  # fmt: skip
+    g = Gaussians(
+        means,
+        torch.tensor([1.0, 0, 0, 0]).expand(1, 3, 4),
+        torch.full((1, 3, 3), 0.1),
+        torch.full((1, 3), 0.9),
+        torch.ones(1, 3, 3),
+    )
     proj = project_gaussians(g.means, g.quats, g.scales, viewmat, K, 32, 32)
     assert proj.valid[0, 0].tolist() == [False, False, True]
     assert proj.radii[0, 0, :2].tolist() == [0, 0]
@@ -112,8 +121,13 @@ def test_depth_order_nearer_wins_whatever_the_input_order(near_first):
     items = [near, far] if near_first else [far, near]
     means = torch.tensor([[m for m, _ in items]])
     colors = torch.tensor([[c for _, c in items]])
-    g = Gaussians(means, torch.tensor([1.0, 0, 0, 0]).expand(1, 2, 4), torch.full((1, 2, 3), 0.2),
-                  torch.full((1, 2), 0.999), colors)  # fmt: skip
+    g = Gaussians(
+        means,
+        torch.tensor([1.0, 0, 0, 0]).expand(1, 2, 4),
+        torch.full((1, 2, 3), 0.2),
+        torch.full((1, 2), 0.999),
+        colors,
+    )
     out = render_gaussians(g, viewmat, K, 32, 32)
     centre = out.rgb[0, 0, 16, 16]
     assert centre[0] > 0.99 and centre[2] < 0.01
@@ -164,12 +178,18 @@ def test_memory_scales_with_overlaps_not_gaussians_times_pixels():
     N, W = 500, 512
     g = torch.Generator().manual_seed(0)
     means = torch.cat([(torch.rand(N, 2, generator=g) - 0.5) * 3, torch.full((N, 1), 4.0)], -1)[None]
-    gs = Gaussians(means, torch.tensor([1.0, 0, 0, 0]).expand(1, N, 4), torch.full((1, N, 3), 0.002),
-                   torch.full((1, N), 0.9), torch.rand(1, N, 3))  # fmt: skip
+    gs = Gaussians(
+        means,
+        torch.tensor([1.0, 0, 0, 0]).expand(1, N, 4),
+        torch.full((1, N, 3), 0.002),
+        torch.full((1, N), 0.9),
+        torch.rand(1, N, 3),
+    )
     viewmat, K = identity_camera(400.0, W, W)
     stats: dict = {}
-    rasterize_torch(gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, viewmat, K, W, W,
-                    torch.zeros(1, 1, 3), stats=stats)  # fmt: skip
+    rasterize_torch(
+        gs.means, gs.quats, gs.scales, gs.opacities, gs.colors, viewmat, K, W, W, torch.zeros(1, 1, 3), stats=stats
+    )
     assert stats["num_candidates"] < 30 * N
     assert stats["num_candidates"] < 1e-3 * N * W * W
 
@@ -194,7 +214,7 @@ def test_torch_backend_matches_gsplat(seed):
     assert ((out.depth - ref.depth).abs()[mask] / ref.depth[mask]).max() < 1e-3
 
 
-def test_bad_inputs_give_clear_errors():
+def test_bad_inputs_give_clear_errors(unchecked_annotations):
     g, viewmats, Ks, bg = random_scene(1, 2, 5, 16, 16, seed=0)
     with pytest.raises(SplatdiffError, match="quats must have shape"):
         Gaussians(g.means, g.quats[:, :3], g.scales, g.opacities, g.colors)

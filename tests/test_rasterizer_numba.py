@@ -95,8 +95,13 @@ def test_numba_stops_at_the_same_transmittance_cutoff():
     n = 60
     gen = torch.Generator().manual_seed(0)
     means = torch.cat([(torch.rand(n, 2, generator=gen) - 0.5) * 0.3, 2.0 + torch.rand(n, 1, generator=gen)], -1)
-    g = Gaussians(means[None], torch.randn(1, n, 4, generator=gen), 0.2 + 0.1 * torch.rand(1, n, 3, generator=gen),
-                  0.6 + 0.4 * torch.rand(1, n, generator=gen), torch.rand(1, n, 3, generator=gen))  # fmt: skip
+    g = Gaussians(
+        means[None],
+        torch.randn(1, n, 4, generator=gen),
+        0.2 + 0.1 * torch.rand(1, n, 3, generator=gen),
+        0.6 + 0.4 * torch.rand(1, n, generator=gen),
+        torch.rand(1, n, 3, generator=gen),
+    )
     viewmat, K = identity_camera(40.0, 32, 32)
     bg = torch.full((1, 1, 3), 0.5)
     outs_n, grads_n = forward_backward(rasterize_numba, g, viewmat, K, 32, 32, bg)
@@ -107,8 +112,13 @@ def test_numba_stops_at_the_same_transmittance_cutoff():
 
 def test_nothing_visible_renders_the_background_with_zero_gradients():
     viewmat, K = identity_camera(50.0, 20, 16)
-    g = Gaussians(torch.tensor([[[0.0, 0.0, -2.0], [0.1, 0.0, -3.0]]]), torch.tensor([1.0, 0, 0, 0]).expand(1, 2, 4),
-                  torch.full((1, 2, 3), 0.1), torch.full((1, 2), 0.9), torch.ones(1, 2, 3))  # fmt: skip
+    g = Gaussians(
+        torch.tensor([[[0.0, 0.0, -2.0], [0.1, 0.0, -3.0]]]),
+        torch.tensor([1.0, 0, 0, 0]).expand(1, 2, 4),
+        torch.full((1, 2, 3), 0.1),
+        torch.full((1, 2), 0.9),
+        torch.ones(1, 2, 3),
+    )
     bg = torch.tensor([[[0.2, 0.3, 0.4]]])
     (rgb, alpha, depth), grads = forward_backward(rasterize_numba, g, viewmat, K, 20, 16, bg)
     assert torch.equal(rgb, bg[:, :, None, None].expand_as(rgb)) and (alpha == 0).all() and (depth == 0).all()

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nerfstudio_splatdiff.data.cameras import check_finite_camera, invert_rigid
 from nerfstudio_splatdiff.data.re10k import Re10kSettings, camera_from_18, load_re10k_split, read_pose_txt
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats.cameras import check_finite_camera, invert_rigid
 
 
 def test_real_pose_txt_files_parse_to_valid_smooth_trajectories(real_data):
@@ -43,12 +43,19 @@ def _demo_chunk(scene_dir):
         K = np.array(view["intrinsic"])
         c2w = np.array(view["c2w"])
         w2c = np.linalg.inv(c2w)
-        cams.append(np.concatenate([[K[0, 0] / 256, K[1, 1] / 256, K[0, 2] / 256, K[1, 2] / 256, 0, 0], w2c[:3].reshape(-1)]))
+        cams.append(
+            np.concatenate([[K[0, 0] / 256, K[1, 1] / 256, K[0, 2] / 256, K[1, 2] / 256, 0, 0], w2c[:3].reshape(-1)])
+        )
         c2ws.append(c2w)
         fxs.append(K[0, 0])
     n = len(images)
-    entry = {"url": "", "timestamps": torch.arange(n) * 33333, "cameras": torch.tensor(np.stack(cams), dtype=torch.float32),
-             "images": images, "key": scene_dir.name}  # fmt: skip
+    entry = {
+        "url": "",
+        "timestamps": torch.arange(n) * 33333,
+        "cameras": torch.tensor(np.stack(cams), dtype=torch.float32),
+        "images": images,
+        "key": scene_dir.name,
+    }
     return entry, (np.stack(c2ws), np.array(fxs))
 
 
@@ -94,7 +101,9 @@ def test_txt_files_with_extracted_frames(real_data, tmp_path):
     assert all("missing" in reason for _, _, reason in report.items) and len(report) > 0
     # A centre crop of a 640x360 frame: square of side 360, focal rescaled by 32/360.
     _, _, cams = read_pose_txt(src[0])
-    assert torch.allclose(scenes[0].K[0, 0, 0], torch.tensor(cams[0, 0] * 640 * 32 / 360, dtype=torch.float32), rtol=1e-4)
+    assert torch.allclose(
+        scenes[0].K[0, 0, 0], torch.tensor(cams[0, 0] * 640 * 32 / 360, dtype=torch.float32), rtol=1e-4
+    )
 
 
 def test_re10k_bad_input(tmp_path):

@@ -43,11 +43,15 @@ def make_run(root: Path, timestamp: str = "run") -> Path:
     run = yaml.load(SHIPPED_VAR.read_text(), Loader=yaml.Loader)  # the repository's own file: trusted
     run.output_dir, run.experiment_name, run.timestamp = root, "exp", timestamp
     torch.manual_seed(0)
-    model = run.pipeline.model.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])),
-                                     num_train_data=0, metadata={}, device="cpu")  # fmt: skip
+    model = run.pipeline.model.setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=0, metadata={}, device="cpu"
+    )
     folder = run.get_checkpoint_dir()
     folder.mkdir(parents=True)
-    torch.save({"step": 1, "pipeline": {f"_model.{k}": v for k, v in model.state_dict().items()}}, folder / "step-000000001.ckpt")
+    torch.save(
+        {"step": 1, "pipeline": {f"_model.{k}": v for k, v in model.state_dict().items()}},
+        folder / "step-000000001.ckpt",
+    )
     (folder.parent / "config.yml").write_text(yaml.dump(run))
     return folder.parent / "config.yml"
 
@@ -110,7 +114,18 @@ def test_dot_and_hidden_image_names_become_safe_folders_inside_output_dir(tmp_pa
     from nerfstudio_splatdiff.safety import is_inside, is_safe_component
     from nerfstudio_splatdiff.scripts.sample import _unique_names
 
-    hostile = ["...png", "..png", ".png", ".hidden.png", "a/b.png", "[x].png", " .png", "summary.json.png", "x.png", "X.jpg"]
+    hostile = [
+        "...png",
+        "..png",
+        ".png",
+        ".hidden.png",
+        "a/b.png",
+        "[x].png",
+        " .png",
+        "summary.json.png",
+        "x.png",
+        "X.jpg",
+    ]
     names = _unique_names([Path(n) for n in hostile])
     assert len(set(n.lower() for n in names)) == len(names)
     for n in names:
@@ -142,10 +157,13 @@ def test_config_yaml_with_python_tags_is_refused_and_never_run(tmp_path):
     from nerfstudio_splatdiff.scripts.sample import run_kind
 
     marker = tmp_path / "ran"
-    bodies = [f"!!python/object/apply:os.system ['touch {marker}']",
-              f"!!python/object/apply:subprocess.check_call [['touch', '{marker}']]",
-              f"_target: !!python/name:os.system ''\nx: !!python/object/new:os.system ['touch {marker}']",
-              f"!!python/object:nerfstudio.engine.trainer.TrainerConfig\ndata: !!python/object/apply:os.system ['touch {marker}']"]  # fmt: skip
+    bodies = [
+        f"!!python/object/apply:os.system ['touch {marker}']",
+        f"!!python/object/apply:subprocess.check_call [['touch', '{marker}']]",
+        f"_target: !!python/name:os.system ''\nx: !!python/object/new:os.system ['touch {marker}']",
+        "!!python/object:nerfstudio.engine.trainer.TrainerConfig\n"
+        f"data: !!python/object/apply:os.system ['touch {marker}']",
+    ]
     for i, body in enumerate(bodies):
         config = tmp_path / f"c{i}" / "config.yml"
         config.parent.mkdir()
@@ -179,7 +197,13 @@ def _chunk_scene(key: str, views: int = 3) -> dict:
     cams[:, :4] = torch.tensor([0.8, 1.0, 0.5, 0.5])
     cams[:, 6:18] = torch.tensor([1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]).expand(views, 12)
     cams[:, 9] = torch.arange(views).float() * 0.1  # x translation
-    return {"url": "u", "timestamps": torch.arange(views, dtype=torch.int64), "cameras": cams, "images": images, "key": key}
+    return {
+        "url": "u",
+        "timestamps": torch.arange(views, dtype=torch.int64),
+        "cameras": cams,
+        "images": images,
+        "key": key,
+    }
 
 
 def test_re10k_chunk_with_a_pickle_payload_is_refused_and_listed(tmp_path):
@@ -190,7 +214,9 @@ def test_re10k_chunk_with_a_pickle_payload_is_refused_and_listed(tmp_path):
     split.mkdir(parents=True)
     torch.save([_chunk_scene("good")], split / "000000.torch")
     torch.save([{**_chunk_scene("evil"), "url": Payload(marker)}], split / "000001.torch")
-    records, report = load_re10k_split(tmp_path / "re10k", "train", Re10kSettings(resolution=32), cache_root=tmp_path / "cache")
+    records, report = load_re10k_split(
+        tmp_path / "re10k", "train", Re10kSettings(resolution=32), cache_root=tmp_path / "cache"
+    )
     assert not marker.exists()
     assert [r.name for r in records] == ["good"]
     assert any(seq == "000001.torch" and "weights_only" in reason for seq, _, reason in report.items)
@@ -222,7 +248,9 @@ def test_sequence_names_and_chunk_keys_that_leave_the_cache_are_skipped(tmp_path
     target = tmp_path / "victim"
     target.mkdir()
     names = {"seq_0": "../../../victim", "seq_1": str(target)}
-    edit_annotations(cat, lambda frames: [f.update(sequence_name=names.get(f["sequence_name"], f["sequence_name"])) for f in frames])
+    edit_annotations(
+        cat, lambda frames: [f.update(sequence_name=names.get(f["sequence_name"], f["sequence_name"])) for f in frames]
+    )
     lists = json.loads((cat / "set_lists" / "set_lists_fewview_dev.json").read_text())
     lists = {k: [[names.get(s, s), n, p] for s, n, p in v] for k, v in lists.items()}
     lists["train"] += lists.pop("test")
@@ -234,7 +262,9 @@ def test_sequence_names_and_chunk_keys_that_leave_the_cache_are_skipped(tmp_path
     split = tmp_path / "re10k" / "train"
     split.mkdir(parents=True)
     torch.save([_chunk_scene(str(target)), _chunk_scene("../victim"), _chunk_scene("ok")], split / "000000.torch")
-    records, report = load_re10k_split(tmp_path / "re10k", "train", Re10kSettings(resolution=32), cache_root=tmp_path / "c2")
+    records, report = load_re10k_split(
+        tmp_path / "re10k", "train", Re10kSettings(resolution=32), cache_root=tmp_path / "c2"
+    )
     assert [r.name for r in records] == ["ok"]
     assert list(target.iterdir()) == []
 
@@ -244,12 +274,17 @@ def test_viewer_wrapper_binds_localhost_unless_told_and_refuses_unsafe_yaml(tmp_
 
     import nerfstudio_splatdiff.scripts.viewer as viewer
 
-    assert 'splatdiff-viewer = "nerfstudio_splatdiff.scripts.viewer:entrypoint"' in (REPO / "pyproject.toml").read_text()
+    assert (
+        'splatdiff-viewer = "nerfstudio_splatdiff.scripts.viewer:entrypoint"' in (REPO / "pyproject.toml").read_text()
+    )
     started = []
     run_config = SimpleNamespace(viewer=SimpleNamespace(num_rays_per_chunk=123, websocket_host="0.0.0.0"), vis="viewer")
     monkeypatch.setattr(viewer, "setup_pipeline", lambda *a, **k: (run_config, None, None, 7))
     monkeypatch.setattr(viewer, "_start_viewer", lambda config, pipeline, step: started.append(config.viewer))
-    parse = lambda *args: tyro.cli(tyro.conf.FlagConversionOff[viewer.SplatdiffViewer], args=["--load-config", "c.yml", *args])  # noqa: E731
+
+    def parse(*args):
+        return tyro.cli(tyro.conf.FlagConversionOff[viewer.SplatdiffViewer], args=["--load-config", "c.yml", *args])  # noqa: E731
+
     parse().main()
     parse("--viewer.websocket-host", "0.0.0.0").main()
     assert [v.websocket_host for v in started] == ["127.0.0.1", "0.0.0.0"] and started[0].num_rays_per_chunk == 123
@@ -293,7 +328,9 @@ def test_a_killed_checkpoint_save_leaves_no_truncated_checkpoint_and_loads_fall_
     # what a kill -9 in the old code left: a 0-byte newest checkpoint. Resume and inference use the one before.
     (run / "nerfstudio_models" / "step-000000030.ckpt").write_bytes(b"")
     loaded = []
-    trainer.config = SimpleNamespace(load_dir=run / "nerfstudio_models", load_step=None, load_checkpoint=None, load_scheduler=True)
+    trainer.config = SimpleNamespace(
+        load_dir=run / "nerfstudio_models", load_step=None, load_checkpoint=None, load_scheduler=True
+    )
     trainer.pipeline = SimpleNamespace(load_pipeline=lambda state, step: loaded.append(step))
     trainer.optimizers = SimpleNamespace(load_optimizers=lambda s: None, load_schedulers=lambda s: None)
     trainer.grad_scaler = SimpleNamespace(load_state_dict=lambda s: None)
@@ -357,8 +394,16 @@ def test_numeric_options_and_bad_paths_fail_in_one_line_before_any_model_loads(c
 
     monkeypatch.setattr(sample_mod, "load_inference_model", lambda *a, **k: pytest.fail("loaded the model"))
     image, out, config, kw = write_photo(tmp_path / "p.png"), tmp_path / "out", var_run, {}
-    expect = {"frames": "--turntable-frames", "focal": "--focal", "seed": "--seed", "render": "--render-size",
-              "samples": "--num-samples", "dir_is_file": "is a file", "not_yaml": "not valid YAML", "fov_inf": "--fov-deg"}[case]  # fmt: skip
+    expect = {
+        "frames": "--turntable-frames",
+        "focal": "--focal",
+        "seed": "--seed",
+        "render": "--render-size",
+        "samples": "--num-samples",
+        "dir_is_file": "is a file",
+        "not_yaml": "not valid YAML",
+        "fov_inf": "--fov-deg",
+    }[case]
     if case == "frames":
         kw["turntable_frames"] = 100_000
     elif case == "focal":
@@ -426,8 +471,8 @@ def test_hostile_names_change_nothing_outside_the_output_folder(tmp_path, monkey
     the repository's shipped checkpoint) is unchanged, and everything written lies inside --output-dir."""
     from nerfstudio_splatdiff.scripts.cli import run_command
     from nerfstudio_splatdiff.scripts.export import Export
-    from nerfstudio_splatdiff.scripts.slim_run import SlimRun
     from nerfstudio_splatdiff.scripts.sample import Sample
+    from nerfstudio_splatdiff.scripts.slim_run import SlimRun
 
     root = tmp_path / "root"
     work = root / "outputs" / "work"
@@ -460,13 +505,45 @@ def test_hostile_names_change_nothing_outside_the_output_folder(tmp_path, monkey
     shipped_before = snapshot(SHIPPED_VAR.parent)
     monkeypatch.chdir(work)
 
-    for argv in (["splatdiff-sample", "--load-config", str(config), "--image", "photos", "--output-dir", "out/s",
-                  "--render-size", "32", "--turntable-frames", "2"],
-                 ["splatdiff-sample", "--load-config", str(config), "--image", "photos/...png", "--output-dir", "out/s",
-                  "--render-size", "32", "--turntable-frames", "2"],
-                 ["splatdiff-export", "--load-config", str(config), "--scenes", "0", "--output-dir", "out/e"],
-                 ["splatdiff-slim-run", "--load-config", str(config), "--output-dir", "out/slim", "--experiment-name", "../../../x"],
-                 ["splatdiff-slim-run", "--load-config", str(config), "--output-dir", "out/slim"]):  # fmt: skip
+    for argv in (
+        [
+            "splatdiff-sample",
+            "--load-config",
+            str(config),
+            "--image",
+            "photos",
+            "--output-dir",
+            "out/s",
+            "--render-size",
+            "32",
+            "--turntable-frames",
+            "2",
+        ],
+        [
+            "splatdiff-sample",
+            "--load-config",
+            str(config),
+            "--image",
+            "photos/...png",
+            "--output-dir",
+            "out/s",
+            "--render-size",
+            "32",
+            "--turntable-frames",
+            "2",
+        ],
+        ["splatdiff-export", "--load-config", str(config), "--scenes", "0", "--output-dir", "out/e"],
+        [
+            "splatdiff-slim-run",
+            "--load-config",
+            str(config),
+            "--output-dir",
+            "out/slim",
+            "--experiment-name",
+            "../../../x",
+        ],
+        ["splatdiff-slim-run", "--load-config", str(config), "--output-dir", "out/slim"],
+    ):
         command = {"splatdiff-sample": Sample, "splatdiff-export": Export, "splatdiff-slim-run": SlimRun}[argv[0]]
         monkeypatch.setattr(sys, "argv", argv)
         try:
@@ -481,7 +558,14 @@ def test_hostile_names_change_nothing_outside_the_output_folder(tmp_path, monkey
     assert snapshot(SHIPPED_VAR.parent) == shipped_before
     written = [p for p in out.rglob("*")]
     assert all(p.resolve().is_relative_to(out.resolve()) for p in written)
-    assert sorted(p.name for p in (out / "s").iterdir()) == ["-x", "a_b_1_", "hidden", "image", "image_png", "summary.json"]
+    assert sorted(p.name for p in (out / "s").iterdir()) == [
+        "-x",
+        "a_b_1_",
+        "hidden",
+        "image",
+        "image_png",
+        "summary.json",
+    ]
     assert sorted(p.name for p in (out / "e").iterdir()) == ["a_b_1_"]
     assert (out / "slim" / "demo" / "splatdiff-var-small" / "shipped" / "config.yml").is_file()
     assert not list(out.rglob("*.partial-*"))

@@ -29,8 +29,10 @@ def photo(path: Path, size=(80, 56), mode="RGB", seed=0) -> Path:
 
 
 def sample(config: Path, image: Path, out: Path, *extra, check=True):
-    return run_cli([BIN / "splatdiff-sample", "--load-config", config, "--image", image, "--output-dir", out,
-                    *FAST, *extra], check=check)  # fmt: skip
+    return run_cli(
+        [BIN / "splatdiff-sample", "--load-config", config, "--image", image, "--output-dir", out, *FAST, *extra],
+        check=check,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,38 @@ def test_every_promised_file_is_written_for_a_jpeg_and_an_rgba_png(sampled):
     assert not list(sampled.glob(".*partial"))
 
 
+def test_no_turntable_writes_the_splats_and_the_same_contact_sheet_without_turntables(
+    tiny_diffusion_run, photos, sampled, tmp_path
+):
+    _, config = tiny_diffusion_run
+    sample(config, photos / "wide.jpg", tmp_path, "--num-samples", "3", "--seed", "5", "--no-turntable")
+    folder = tmp_path / "wide"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "contact_sheet.png",
+        "sample_00.ply",
+        "sample_01.ply",
+        "sample_02.ply",
+        "summary.json",
+    ]
+    # The sheet's views are rendered on their own here, and taken from the turntable frames by default: same images.
+    fast = np.asarray(Image.open(folder / "contact_sheet.png"), dtype=np.int16)
+    full = np.asarray(Image.open(sampled / "wide" / "contact_sheet.png"), dtype=np.int16)
+    assert fast.shape == full.shape and np.abs(fast - full).max() <= 2
+
+
+def test_render_blocks_cover_every_view_of_every_sample_once_within_the_memory_budget():
+    from nerfstudio_splatdiff.scripts.sample import MAX_RENDER_PAIRS, MAX_RENDER_PIXELS, render_blocks
+
+    assert render_blocks(4, 24, 8192, 128) == [(range(4), range(24))]  # the defaults: one call
+    for n, v, gaussians, size in [(64, 720, 8192, 128), (3, 40, 300_000, 64), (5, 7, 10, 2048), (1, 1, 10**7, 16)]:
+        seen = []
+        for scenes, views in render_blocks(n, v, gaussians, size):
+            assert len(scenes) * len(views) * gaussians <= max(MAX_RENDER_PAIRS, gaussians)
+            assert len(scenes) * len(views) * size * size <= max(MAX_RENDER_PIXELS, size * size)
+            seen += [(i, j) for i in scenes for j in views]
+        assert sorted(seen) == [(i, j) for i in range(n) for j in range(v)]
+
+
 def test_summary_json_is_valid_and_records_settings_timings_and_device(sampled):
     summary = json.loads((sampled / "summary.json").read_text())
     assert summary["run"]["kind"] == "diffusion" and summary["settings"]["num_samples"] == 3
@@ -78,8 +112,22 @@ def test_ply_files_read_back_with_plyfile_and_carry_the_3dgs_fields(sampled):
 
     ply = PlyData.read(str(sampled / "wide" / "sample_00.ply"))
     names = set(ply["vertex"].data.dtype.names)
-    expected = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-                "rot_0", "rot_1", "rot_2", "rot_3"}  # fmt: skip
+    expected = {
+        "x",
+        "y",
+        "z",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    }
     assert expected <= names
     assert len(ply["vertex"].data) == 2 * 64 * 64  # M=2 Gaussians per pixel of the 64x64 input
     assert np.isfinite(np.stack([ply["vertex"].data[n] for n in expected])).all()
@@ -113,7 +161,9 @@ def test_a_var_run_gives_its_single_deterministic_reconstruction(tiny_var_run, p
 
 
 @pytest.mark.parametrize("case", ["missing", "unreadable", "tiny", "other_method", "zero_samples", "guidance"])
-def test_bad_input_is_one_clear_message_and_nothing_is_written(case, tiny_diffusion_run, tiny_var_run, photos, tmp_path):
+def test_bad_input_is_one_clear_message_and_nothing_is_written(
+    case, tiny_diffusion_run, tiny_var_run, photos, tmp_path
+):
     root, config = tiny_diffusion_run
     image, extra = photos / "wide.jpg", []
     if case == "missing":
@@ -130,7 +180,8 @@ def test_bad_input_is_one_clear_message_and_nothing_is_written(case, tiny_diffus
         config = tmp_path / "splatfacto" / "config.yml"
         config.parent.mkdir()
         config.write_text(yaml.dump(method_configs["splatfacto"]))
-        expect = "not a splatdiff run: splatdiff-sample takes a splatdiff-diffusion, splatdiff-var or splatdiff-regression run"
+        expect = "not a splatdiff run: splatdiff-sample takes a splatdiff-diffusion, splatdiff-var or "
+        expect += "splatdiff-regression run"
     elif case == "zero_samples":
         extra, expect = ["--num-samples", "0"], "at least 1"
     else:

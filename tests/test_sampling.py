@@ -15,8 +15,11 @@ class CountingDenoiser:
 
     def __init__(self) -> None:
         torch.manual_seed(0)
-        self.net = DenoiserNetConfig(block_out_channels=(32, 32), attention_levels=(1,), layers_per_block=1,
-                                     norm_num_groups=8).setup().eval()  # fmt: skip
+        self.net = (
+            DenoiserNetConfig(block_out_channels=(32, 32), attention_levels=(1,), layers_per_block=1, norm_num_groups=8)
+            .setup()
+            .eval()
+        )
         self.calls: list[int] = []
 
     def __call__(self, x, t, c):
@@ -66,7 +69,7 @@ def test_dpm_solver_runs_with_the_same_interface():
     assert out.shape == (1, 2, 4, 8, 8) and torch.isfinite(out).all() and den.calls == [2] * 3
 
 
-def test_bad_knobs():
+def test_bad_knobs(unchecked_annotations):
     den = CountingDenoiser()
     with pytest.raises(SplatdiffError, match="num_samples must be a whole number >= 1"):
         sample_latents(den, COND, 0, NoiseSchedule())
@@ -74,3 +77,19 @@ def test_bad_knobs():
         sample_latents(den, COND, 2, NoiseSchedule(), guidance_weight=-1.0)
     with pytest.raises(SplatdiffError, match="Unknown scheduler"):
         sample_latents(den, COND, 2, NoiseSchedule(), kind="euler")  # type: ignore[arg-type]
+
+
+def test_latent_scaling_puts_the_spatial_mean_and_the_rest_on_their_own_scales_and_inverts():
+    from nerfstudio_splatdiff.models.diffusion import scale_latent
+
+    g = torch.Generator().manual_seed(0)
+    # Latents like a global-code VAR's: a large scene-wide part (the hidden side) on top of small detail.
+    z = 4.0 * torch.randn(64, 4, 1, 1, generator=g) + 0.3 * torch.randn(64, 4, 8, 8, generator=g)
+    m = z.mean(dim=(2, 3), keepdim=True)
+    s, s_g = 1.0 / float((z - m).std()), 1.0 / float(m.std())
+    x = scale_latent(z, s, s_g)
+    xm = x.mean(dim=(2, 3), keepdim=True)
+    assert abs(float(xm.std()) - 1.0) < 1e-4 and abs(float((x - xm).std()) - 1.0) < 1e-4
+    torch.testing.assert_close(scale_latent(x, 1.0 / s, 1.0 / s_g), z, atol=1e-5, rtol=1e-5)
+    # With one scale for both parts it is plain scaling (the paper's VAR, no global code).
+    torch.testing.assert_close(scale_latent(z, 0.5, 0.5), 0.5 * z)

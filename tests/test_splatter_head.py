@@ -89,7 +89,7 @@ def test_output_layer_initialisation_matches_splatter_image():
     assert 0.05 < w[:, 2:5].abs().max() / w[:, 1:2].abs().max() < 0.2
 
 
-def test_head_rejects_wrong_channel_count_and_cameras():
+def test_head_rejects_wrong_channel_count_and_cameras(unchecked_annotations):
     head = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=2))
     c2w, K = camera(1, 4, 4)
     near, far = torch.ones(1, dtype=torch.float64), 2 * torch.ones(1, dtype=torch.float64)

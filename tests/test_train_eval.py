@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cli_helpers import run_cli as run, train_cmd
+from cli_helpers import run_cli as run
+from cli_helpers import train_cmd
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -40,9 +40,28 @@ def test_training_lowers_the_loss(trained):
 def test_ns_eval_writes_the_protocol_metrics(trained):
     root, config = trained
     out = root / "eval.json"
-    run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(out), "--render-output-path", str(root / "renders")])
+    run(
+        [
+            str(BIN / "ns-eval"),
+            "--load-config",
+            str(config),
+            "--output-path",
+            str(out),
+            "--render-output-path",
+            str(root / "renders"),
+        ]
+    )
     res = json.loads(out.read_text())["results"]
-    for key in ("psnr", "ssim", "psnr_objects", "ssim_objects", "psnr_input", "num_scenes", "psnr_visible", "psnr_occluded"):
+    for key in (
+        "psnr",
+        "ssim",
+        "psnr_objects",
+        "ssim_objects",
+        "psnr_input",
+        "num_scenes",
+        "psnr_visible",
+        "psnr_occluded",
+    ):
         assert key in res and res[key] == res[key] and abs(res[key]) != float("inf"), key
     assert res["num_scenes"] >= 1
     assert ("lpips" in res) != ("lpips_note" in res)
@@ -59,7 +78,11 @@ def test_checkpoint_renders_through_the_viewer_path(trained):
     model = pipeline.model
     cam = Cameras(camera_to_worlds=torch.eye(4)[None, :3], fx=50.0, fy=50.0, cx=40.0, cy=30.0, width=80, height=60)
     out = model.get_outputs_for_camera(cam)
-    assert out["rgb"].shape == (60, 80, 3) and out["depth"].shape == (60, 80, 1) and out["accumulation"].shape == (60, 80, 1)
+    assert (
+        out["rgb"].shape == (60, 80, 3)
+        and out["depth"].shape == (60, 80, 1)
+        and out["accumulation"].shape == (60, 80, 1)
+    )
     assert out["accumulation"].max() > 0.1  # the reconstruction is in front of the input camera
     model.viewer_skip.value = 0.0  # the slider: a different reconstruction
     model._viewer_cache.clear()
@@ -76,7 +99,9 @@ def test_wrong_image_size_is_one_clear_message(trained):
 
 def test_lpips_requested_without_weights_fails_at_start_up(trained, tmp_path):
     root, _ = trained
-    cmd = train_cmd("splatdiff-var-small", root / "data", tmp_path / "o", root / "cache", 2, "--pipeline.model.lpips-weight", "0.01")
+    cmd = train_cmd(
+        "splatdiff-var-small", root / "data", tmp_path / "o", root / "cache", 2, "--pipeline.model.lpips-weight", "0.01"
+    )
     out = run(cmd, env_extra={"TORCH_HOME": str(tmp_path / "empty_torch_home")}, check=False)
     assert out.returncode != 0
     assert "LPIPS needs the vgg ImageNet weights" in out.stdout + out.stderr
@@ -90,6 +115,8 @@ def test_missing_checkpoint_is_one_clear_message(trained, tmp_path):
     cfg.output_dir = tmp_path / "moved_away"  # the run's checkpoints are no longer where the config says
     broken = tmp_path / "config.yml"
     broken.write_text(yaml.dump(cfg))
-    out = run([str(BIN / "ns-eval"), "--load-config", str(broken), "--output-path", str(tmp_path / "e.json")], check=False)
+    out = run(
+        [str(BIN / "ns-eval"), "--load-config", str(broken), "--output-path", str(tmp_path / "e.json")], check=False
+    )
     assert out.returncode != 0
     assert "No checkpoint directory found" in out.stdout + out.stderr

@@ -93,10 +93,15 @@ def test_loads_local_autoencoderkl_weights(tmp_path):
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=SMALL["block_out_channels"],
-        layers_per_block=1, latent_channels=4, norm_num_groups=16,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=SMALL["block_out_channels"],
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+    )
     vae.save_pretrained(tmp_path / "vae")
     net = VARNetConfig(**SMALL, pretrained_autoencoder=tmp_path / "vae").setup()
     assert torch.equal(net.encoder.conv_in.weight, vae.encoder.conv_in.weight)
@@ -116,7 +121,10 @@ def test_method_presets_bind_the_viewer_to_localhost():
 
     for spec in (splatdiff_var, splatdiff_var_small, splatdiff_regression_small, splatdiff_var_small_input_only):
         assert spec.config.viewer.websocket_host == "127.0.0.1"
-    assert splatdiff_var.config.pipeline.model.image_size == 128 and splatdiff_var_small.config.pipeline.model.image_size == 64
+    assert (
+        splatdiff_var.config.pipeline.model.image_size == 128
+        and splatdiff_var_small.config.pipeline.model.image_size == 64
+    )
 
 
 def _privileged(images: torch.Tensor, yaw_deg: float = 180.0) -> tuple:
@@ -159,6 +167,27 @@ def test_a_new_privileged_branch_already_tells_hidden_sides_of_different_colours
     # Above the posterior noise a trained encoder settles at (std 0.17-0.25 measured on the proving ground), so the
     # decoder can read it; with the zero start we tried first, the difference was 0.
     assert float((mean_red - mean_blue).abs().mean()) > 0.25
+    # The scene-wide part alone (what the decoder's global code reads) is apart by more than the posterior noise
+    # left after pooling an 8x8 latent (0.25 / 8).
+    assert float((mean_red.mean(dim=(2, 3)) - mean_blue.mean(dim=(2, 3))).abs().mean()) > 0.25 / 8 * 4
+
+
+def test_the_decoder_convolutions_never_see_the_latent_mean_only_its_global_code_does():
+    torch.manual_seed(0)
+    net = VARNetConfig(**SMALL, global_code=True).setup().eval()
+    plain = VARNetConfig(**SMALL).setup().eval()
+    z = torch.randn(2, 4, 4, 4)
+    shift = torch.randn(2, 4, 1, 1) * 3
+    with torch.no_grad():
+        for n in (net, plain):  # the head's output layer starts near zero: give it weights that show every change
+            torch.nn.init.normal_(n.decoder.conv_out.weight, std=0.1)
+        # A new global code is the identity (its last layer is zero): a scene-wide shift changes nothing at all.
+        torch.testing.assert_close(net.decode_raw(z + shift, None), net.decode_raw(z, None), atol=1e-4, rtol=1e-4)
+        torch.nn.init.normal_(net.global_film.out.weight, std=0.1)
+        moved = (net.decode_raw(z + shift, None) - net.decode_raw(z, None)).abs().mean()
+    assert float(moved) > 1e-3  # once it has learned, the mean reaches the decoder, through the code only
+    with torch.no_grad():  # without a global code the convolutions see the shift directly
+        assert float((plain.decode_raw(z + shift, None) - plain.decode_raw(z, None)).abs().mean()) > 1e-3
 
 
 def test_privileged_view_is_withheld_at_random_in_training_only():
@@ -174,8 +203,8 @@ def test_privileged_view_is_withheld_at_random_in_training_only():
 
 
 def test_privileged_view_index_picks_the_view_facing_most_away():
-    from nerfstudio_splatdiff.data.cameras import invert_rigid
     from nerfstudio_splatdiff.models.privileged import privileged_view_index
+    from nerfstudio_splatdiff.splats.cameras import invert_rigid
     from nerfstudio_splatdiff.splats.orbit import orbit_w2c
 
     c2w = invert_rigid(orbit_w2c(8, radius=2.0))  # views 45 degrees apart around the object; view 4 faces view 0

@@ -26,7 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
-from nerfstudio_splatdiff.data.cameras import (
+from nerfstudio_splatdiff.splats.cameras import (
     INTRINSICS_FORMATS,
     check_finite_camera,
     invert_rigid,
@@ -235,7 +235,7 @@ def _process_sequence(root, seq, anns, seq_meta, settings, category, folder, rep
     record = SceneRecord(
         name=seq, category=category, folder=folder, frame_numbers=numbers, c2w=c2w, K=torch.stack(Ks).float(),
         resolution=settings.resolution, meta={**seq_meta, "world_scale": scale, "world_centre": centre.tolist()},
-    )  # fmt: skip
+    )
     record.save(
         np.stack(images),
         (np.stack(masks) * 255 + 0.5).astype(np.uint8) if want_mask else None,
@@ -306,7 +306,7 @@ def load_co3d_split(
         "sequence_annotations": _file_stamp(cat_dir / "sequence_annotations.jgz"),
         "set_list": _file_stamp(cat_dir / "set_lists" / f"set_lists_{subset}.json"),
         "files": _files_fingerprint(root, [a for s in sequences for a in wanted[s]]),
-    })  # fmt: skip
+    })
     cache = Path(cache_root or default_cache_root()) / f"co3d_{category}_{subset}_{split}_{key}"
 
     def build(tmp: Path, report: SkipReport) -> list[SceneRecord]:

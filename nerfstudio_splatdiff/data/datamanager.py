@@ -9,11 +9,13 @@ splatter depth range, and masks when the data has them. Train scenes are sharded
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, Literal, Optional, Tuple, Type, Union
 
 import torch
+import torch.distributed as dist
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
@@ -22,11 +24,11 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch.utils.data import DataLoader, RandomSampler
 
-from nerfstudio_splatdiff.data.cameras import nerfstudio_cameras
 from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.data.multiscene import EvalScenesDataset, SceneViewsDataset, ViewOptions
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats.cameras import nerfstudio_cameras
 
 
 @dataclass
@@ -69,7 +71,9 @@ def check_scene_kind(scenes: list[SceneRecord], wanted: Optional[str], data: Pat
     """Refuse data of another kind than the run needs, with the command that makes the right data."""
     if wanted is None:
         return
-    found = sorted({str(r.meta.get("scene_kind", "full" if "generator" in r.meta else "not procedural")) for r in scenes})
+    found = sorted(
+        {str(r.meta.get("scene_kind", "full" if "generator" in r.meta else "not procedural")) for r in scenes}
+    )
     if found != [wanted]:
         raise SplatdiffError(
             f"This run needs procedural scenes of kind '{wanted}' but {data} holds {', '.join(found)} scenes: make "
@@ -95,7 +99,7 @@ class FrustumDataset:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, idx: int) -> Dict[str, Tensor]:
+    def __getitem__(self, idx: int) -> Dict[str, Union[int, Tensor]]:
         s, f = self.pairs[idx]
         image = self.scenes[s].load([f])["images"][0].float() / 255.0
         return {"image_idx": idx, "image": image}
@@ -151,9 +155,15 @@ class MultiSceneDataManager(DataManager):
         all_train: list[SceneRecord] = self.train_dataparser_outputs.metadata["scenes"]
         if len(all_train) < world_size:
             raise SplatdiffError(
-                f"{len(all_train)} training scene(s) cannot be shared by {world_size} devices; use more scenes or fewer devices."
+                f"{len(all_train)} training scene(s) cannot be shared by {world_size} devices; use more scenes or "
+                "fewer devices."
             )
-        self.train_scenes = all_train[local_rank::world_size]  # DDP: rank r takes scenes r, r+k, r+2k, ...
+        # DDP: rank r of k takes scenes r, r+k, r+2k, ... The rank is the global one (nerfstudio hands us the rank
+        # on this machine, the same on every machine of a several-machine run).
+        self.rank = dist.get_rank() if world_size > 1 and dist.is_initialized() else local_rank
+        self.train_scenes = all_train[self.rank :: world_size]
+        self.train_draws: Counter[str] = Counter()
+        """How often each of this rank's training scenes has been drawn (the distributed run record lists them)."""
         self.eval_scenes: list[SceneRecord] = self.eval_dataparser_outputs.metadata["scenes"][: config.eval_max_scenes]
         check_scene_kind(all_train + self.eval_scenes, config.scene_kind, self.get_datapath())
         resolutions = {r.resolution for r in all_train + self.eval_scenes}
@@ -164,12 +174,17 @@ class MultiSceneDataManager(DataManager):
         if window is None:
             window = self.train_dataparser_outputs.metadata.get("target_window")
         self.view_options = ViewOptions(
-            num_target_views=config.num_target_views, target_window=window, depth_range=tuple(config.depth_range),
-            background_color=config.background_color, color_jitter=tuple(config.color_jitter),
-            source_window=config.source_window, hidden_target=config.hidden_target,
-        )  # fmt: skip
-        eval_options = ViewOptions(**{**vars(self.view_options), "color_jitter": (0.0, 0.0, 0.0, 0.0),
-                                      "with_depths": config.eval_depths})  # fmt: skip
+            num_target_views=config.num_target_views,
+            target_window=window,
+            depth_range=tuple(config.depth_range),
+            background_color=config.background_color,
+            color_jitter=tuple(config.color_jitter),
+            source_window=config.source_window,
+            hidden_target=config.hidden_target,
+        )
+        eval_options = ViewOptions(
+            **{**vars(self.view_options), "color_jitter": (0.0, 0.0, 0.0, 0.0), "with_depths": config.eval_depths}
+        )
         self.train_scene_dataset = SceneViewsDataset(self.train_scenes, self.view_options)
         self.eval_scene_dataset = SceneViewsDataset(self.eval_scenes, eval_options)
         self.eval_fixed_dataset = EvalScenesDataset(self.eval_scenes, eval_options, config.eval_max_targets)
@@ -185,17 +200,23 @@ class MultiSceneDataManager(DataManager):
         sampler = RandomSampler(dataset, replacement=True, num_samples=10**9)
         cuda = torch.device(self.device).type == "cuda"
         loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=self.config.num_workers,
-            pin_memory=self.config.pin_memory and cuda, persistent_workers=self.config.num_workers > 0,
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.config.num_workers,
+            pin_memory=self.config.pin_memory and cuda,
+            persistent_workers=self.config.num_workers > 0,
             drop_last=True,
-        )  # fmt: skip
+        )
         return iter(loader)
 
     def setup_train(self) -> None:
         self._train_iter = self._loader(self.train_scene_dataset, self.config.scenes_per_batch)
 
     def setup_eval(self) -> None:
-        self._eval_iter = self._loader(self.eval_scene_dataset, min(self.config.scenes_per_batch, len(self.eval_scenes)))
+        self._eval_iter = self._loader(
+            self.eval_scene_dataset, min(self.config.scenes_per_batch, len(self.eval_scenes))
+        )
         self.fixed_indices_eval_dataloader = FixedEvalScenes(self.eval_fixed_dataset, self.device)
 
     def _next(self, it: Iterator[Dict[str, Tensor]]) -> Tuple[Cameras, Dict[str, Tensor]]:
@@ -204,7 +225,9 @@ class MultiSceneDataManager(DataManager):
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
         self.train_count += 1
-        return self._next(self._train_iter)
+        cameras, batch = self._next(self._train_iter)
+        self.train_draws.update(self.train_scenes[i].name for i in batch["scene_index"].tolist())
+        return cameras, batch
 
     def next_eval(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
         self.eval_count += 1

@@ -16,7 +16,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
-from nerfstudio_splatdiff.data.cameras import nerfstudio_cameras
+from nerfstudio_splatdiff.splats.cameras import nerfstudio_cameras
 from nerfstudio_splatdiff.data.co3d import Co3dSettings, load_co3d_split
 from nerfstudio_splatdiff.data.preprocess import SkipReport
 from nerfstudio_splatdiff.data.re10k import Re10kSettings, load_re10k_split
@@ -85,7 +85,7 @@ class Co3dDataParser(DataParser):
             c.data, c.category, c.subset_name, "train" if split == "train" else c.eval_split,
             Co3dSettings(resolution=c.resolution, camera_distance=c.camera_distance, load_depths=c.load_depths),
             cache_root=c.cache_dir, max_sequences=c.max_sequences,
-        )  # fmt: skip
+        )
         return scene_outputs(records, report)
 
 
@@ -115,7 +115,7 @@ class Re10kDataParser(DataParser):
             c.data, "train" if split == "train" else "test",
             Re10kSettings(resolution=c.resolution, depth_near=c.depth_near, depth_far=c.depth_far, max_frames=c.max_frames),
             cache_root=c.cache_dir, max_scenes=c.max_scenes,
-        )  # fmt: skip
+        )
         return scene_outputs(records, report, target_window=c.target_window)
 
 

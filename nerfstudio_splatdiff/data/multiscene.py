@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nerfstudio_splatdiff.data.cameras import invert_rigid
+from nerfstudio_splatdiff.splats.cameras import invert_rigid
 from nerfstudio_splatdiff.data.scene import SceneRecord
 
 

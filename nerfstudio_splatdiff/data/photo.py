@@ -90,7 +90,7 @@ def _open(path: Path) -> Image.Image:
         img.load()
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise SplatdiffError(f"Cannot read {path} as an image ({e.__class__.__name__}): pass a PNG, JPEG or another "
-                             "format PIL reads.") from e  # fmt: skip
+                             "format PIL reads.") from e
     return to_8bit(ImageOps.exif_transpose(img))  # phone photos store their rotation in EXIF
 
 
@@ -102,7 +102,7 @@ def _centre_square(img: Image.Image, size: int) -> Image.Image:
 
 
 def load_photo(path: Path, size: int, mask_path: Optional[Path] = None, fov_deg: Optional[float] = None,
-               focal: Optional[float] = None, background: tuple = (0.0, 0.0, 0.0)) -> Photo:  # fmt: skip
+               focal: Optional[float] = None, background: tuple = (0.0, 0.0, 0.0)) -> Photo:
     """Read, crop the centred square, resize (Lanczos) to `size`. An alpha channel (or `mask_path`) becomes the mask
     and the image is composited over `background` with it. `focal` is in pixels of the original image."""
     check_camera_args(fov_deg, focal)
@@ -116,12 +116,12 @@ def load_photo(path: Path, size: int, mask_path: Optional[Path] = None, fov_deg:
         m = _open(Path(mask_path))
         if m.size != (w, h):
             raise SplatdiffError(f"The mask {mask_path} is {m.size[0]}x{m.size[1]} but the image {path} is {w}x{h}; "
-                                 "pass a mask of the same size.")  # fmt: skip
+                                 "pass a mask of the same size.")
         alpha = m.convert("L")
     if alpha is not None and np.asarray(alpha).max(initial=0) <= 255 * MIN_MASK_PIXELS:
         source = f"the mask {mask_path}" if mask_path is not None else f"the alpha channel of {path}"
         raise SplatdiffError(f"{source} is fully transparent (no pixel shows the object): pass an image whose alpha "
-                             "marks the object, or a mask with white object pixels.")  # fmt: skip
+                             "marks the object, or a mask with white object pixels.")
     rgb = np.array(_centre_square(img.convert("RGB"), size), dtype=np.float32) / 255.0
     image = torch.from_numpy(rgb)
     mask = None

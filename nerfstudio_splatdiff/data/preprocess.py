@@ -18,7 +18,7 @@ from PIL import Image
 from rich.console import Console
 from torch import Tensor
 
-from nerfstudio_splatdiff.data.cameras import nearest_point_to_axes
+from nerfstudio_splatdiff.splats.cameras import nearest_point_to_axes
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.safety import OWNER_FILE, mark_owner, remove_stale_partials

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from rich.progress import track
 
-from nerfstudio_splatdiff.data.cameras import check_finite_camera, invert_rigid, make_rigid
+from nerfstudio_splatdiff.splats.cameras import check_finite_camera, invert_rigid, make_rigid
 from nerfstudio_splatdiff.data.co3d import default_cache_root
 from nerfstudio_splatdiff.data.preprocess import CONSOLE, SkipReport, cached_scenes, crop_resize, is_all_black, settings_key
 from nerfstudio_splatdiff.data.scene import SceneRecord
@@ -79,7 +79,7 @@ def _iter_chunk_scenes(split_dir: Path, report: SkipReport) -> Iterator[dict]:
             items = torch.load(chunk, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             report.add(chunk.name, None, f"chunk holds Python objects other than tensors; refused (weights_only): "
-                                         f"{str(e).splitlines()[0][:120]}")  # fmt: skip
+                                         f"{str(e).splitlines()[0][:120]}")
             continue
         except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on a truncated file
             report.add(chunk.name, None, f"chunk is truncated or corrupt ({type(e).__name__}); re-download it")
@@ -87,7 +87,7 @@ def _iter_chunk_scenes(split_dir: Path, report: SkipReport) -> Iterator[dict]:
         for i, item in enumerate(items if isinstance(items, list) else []):
             try:
                 yield {"key": item["key"], "timestamps": item["timestamps"], "cameras": item["cameras"],
-                       "images": item["images"]}  # fmt: skip
+                       "images": item["images"]}
             except (KeyError, TypeError) as e:
                 report.add(f"{chunk.name}[{i}]", None, f"malformed scene entry ({type(e).__name__}: {e})")
 
@@ -102,7 +102,7 @@ def _iter_txt_scenes(root: Path, split: str, report: SkipReport) -> Iterator[dic
             continue
         images = [files.get(str(int(t))) for t in stamps]
         yield {"key": txt.stem, "timestamps": torch.from_numpy(stamps), "cameras": torch.from_numpy(cams),
-               "images": images}  # fmt: skip
+               "images": images}
 
 
 def _decode(img) -> Image.Image:
@@ -146,7 +146,7 @@ def _process_scene(scene: dict, settings: Re10kSettings, folder: Path, report: S
         K=torch.stack(Ks).float(), resolution=settings.resolution,
         meta={"depth_range": [settings.depth_near, settings.depth_far],
               "timestamps": [int(scene["timestamps"][i]) for i in numbers]},
-    )  # fmt: skip
+    )
     rec.save(np.stack(images), None, None)
     return rec
 
@@ -167,9 +167,9 @@ def load_re10k_split(
     if not use_chunks:  # the extracted frames are read too
         frames_dir = root / "frames" / split
         stamps += [(str(p.relative_to(frames_dir)), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in sorted(frames_dir.glob("*/*")) if p.is_file()] if frames_dir.is_dir() else []  # fmt: skip
+                   for p in sorted(frames_dir.glob("*/*")) if p.is_file()] if frames_dir.is_dir() else []
     key = settings_key({"root": str(root), "split": split, "settings": vars(settings), "max_scenes": max_scenes,
-                        "sources": stamps})  # fmt: skip
+                        "sources": stamps})
     cache = Path(cache_root or default_cache_root()) / f"re10k_{split}_{key}"
 
     def build(tmp: Path, report: SkipReport) -> list[SceneRecord]:

@@ -69,7 +69,7 @@ class SceneRecord:
             "name": self.name, "category": self.category, "frame_numbers": self.frame_numbers,
             "resolution": self.resolution, "has_masks": self.has_masks, "has_depths": self.has_depths,
             "meta": self.meta,
-        }  # fmt: skip
+        }
 
     @staticmethod
     def from_folder(folder: Path) -> "SceneRecord":
@@ -79,4 +79,4 @@ class SceneRecord:
             name=info["name"], category=info["category"], folder=folder, frame_numbers=info["frame_numbers"],
             c2w=torch.from_numpy(cams["c2w"]), K=torch.from_numpy(cams["K"]), resolution=info["resolution"],
             has_masks=info["has_masks"], has_depths=info["has_depths"], meta=info["meta"],
-        )  # fmt: skip
+        )

@@ -35,10 +35,14 @@ class DenoiserNet(nn.Module):
         down = tuple("AttnDownBlock2D" if i in c.attention_levels else "DownBlock2D" for i in range(n))
         up = tuple("AttnUpBlock2D" if (n - 1 - i) in c.attention_levels else "UpBlock2D" for i in range(n))
         self.unet = UNet2DModel(
-            in_channels=c.latent_channels + c.cond_channels, out_channels=c.latent_channels,
-            block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
-            norm_num_groups=c.norm_num_groups, down_block_types=down, up_block_types=up,
-        )  # fmt: skip
+            in_channels=c.latent_channels + c.cond_channels,
+            out_channels=c.latent_channels,
+            block_out_channels=c.block_out_channels,
+            layers_per_block=c.layers_per_block,
+            norm_num_groups=c.norm_num_groups,
+            down_block_types=down,
+            up_block_types=up,
+        )
 
     def forward(
         self, noisy: Float[Tensor, "B 4 h w"], timesteps: Tensor, cond: Float[Tensor, "B 4 h w"]

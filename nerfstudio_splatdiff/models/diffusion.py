@@ -1,8 +1,9 @@
 """nerfstudio Model `splatdiff-diffusion`: latent diffusion over the latents of a frozen VAR.
 
 Training: the frozen VAR encodes the source view; the target is a latent SAMPLED from its posterior (for a
-VAR with a privileged view, the posterior that also saw a view of the hidden side), the condition is the input-only posterior
-mean (both scaled to unit variance); the condition is zeroed with probability `cond_drop_prob`
+VAR with a privileged view, the posterior that also saw a view of the hidden side), the condition is the input-only
+posterior mean (both scaled to unit variance; for a VAR with a global code, its spatial mean and the rest are scaled
+apart, see `to_diffusion`); the condition is zeroed with probability `cond_drop_prob`
 (classifier-free guidance) and, in the optional fine-tune phase, a random part of it is masked. Loss: epsilon-MSE.
 Inference: N latents per input in one batched denoiser call per step, decoded by the VAR's reconstructor with the
 input's skip features (scaled by `skip_weight`) into N complete Gaussian scenes.
@@ -13,10 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerSlider
 from torch import Tensor
@@ -26,11 +28,20 @@ from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
+from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.models.sampling import NoiseSchedule, SchedulerKind, check_sampling_args, sample_latents
 from nerfstudio_splatdiff.models.scene_model import RunKind, SceneModel, SceneModelConfig
 from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
-from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.splats import Gaussians
+
+
+def scale_latent(
+    z: Float[Tensor, "B C h w"], scale: Union[float, Tensor], scale_global: Union[float, Tensor]
+) -> Float[Tensor, "B C h w"]:
+    """Scales a latent's spatial mean by `scale_global` and the rest by `scale`; the inverse is the same call with
+    the reciprocal scales (the result's spatial mean is the scaled mean)."""
+    m = z.mean(dim=(2, 3), keepdim=True)
+    return m * scale_global + (z - m) * scale
 
 
 @dataclass
@@ -77,18 +88,26 @@ class DiffusionModel(SceneModel):
     def populate_modules(self) -> None:
         c = self.config
         if c.var_checkpoint is None:
-            raise SplatdiffError("splatdiff-diffusion needs a trained VAR: pass --pipeline.model.var-checkpoint "
-                                 "outputs/<run>/splatdiff-var/<timestamp>/config.yml.")  # fmt: skip
+            raise SplatdiffError(
+                "splatdiff-diffusion needs a trained VAR: pass --pipeline.model.var-checkpoint "
+                "outputs/<run>/splatdiff-var/<timestamp>/config.yml."
+            )
         self.var, var_cfg = load_frozen_var(c.var_checkpoint)
         if var_cfg.image_size != c.image_size:
-            raise SplatdiffError(f"The VAR was trained on {var_cfg.image_size}x{var_cfg.image_size} images but this "
-                                 f"diffusion preset is for {c.image_size}x{c.image_size}; use the matching preset.")  # fmt: skip
+            raise SplatdiffError(
+                f"The VAR was trained on {var_cfg.image_size}x{var_cfg.image_size} images but this "
+                f"diffusion preset is for {c.image_size}x{c.image_size}; use the matching preset."
+            )
         if var_cfg.network.latent_channels != c.denoiser.latent_channels:
-            raise SplatdiffError(f"The VAR's latent has {var_cfg.network.latent_channels} channels, the denoiser expects "
-                                 f"{c.denoiser.latent_channels}.")  # fmt: skip
+            raise SplatdiffError(
+                f"The VAR's latent has {var_cfg.network.latent_channels} channels, the denoiser expects "
+                f"{c.denoiser.latent_channels}."
+            )
         self.denoiser = c.denoiser.setup()
         self.setup_trained_network(c.trained_module, c.ema_decay)
-        self.register_buffer("latent_scale", torch.zeros(()))  # 1 / std of the latents, set from the first batch
+        # 1 / std of the latents (of their spatial means for `latent_scale_global`), set from the first batch
+        self.register_buffer("latent_scale", torch.zeros(()))
+        self.register_buffer("latent_scale_global", torch.zeros(()))
         self.train_scheduler = c.schedule.training_scheduler()
         self.lpips = losses.maybe_lpips("vgg", required=False)
         self.setup_viewer_scenes()
@@ -120,7 +139,8 @@ class DiffusionModel(SceneModel):
     @torch.no_grad()
     def encode_source(self, batch: Dict[str, Tensor], with_privileged: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
         """(posterior mean, logvar, skip features) of each scene's source view, from the frozen VAR; with
-        `with_privileged`, the VAR's privileged branch also sees a view of the hidden side (the complete-scene latent)."""
+        `with_privileged`, the VAR's privileged branch also sees a view of the hidden side (the complete-scene
+        latent)."""
         images = batch["images"]
         self.check_image_size(images)
         privileged = privileged_inputs(batch) if with_privileged else None
@@ -128,11 +148,35 @@ class DiffusionModel(SceneModel):
             mean, logvar, skip = self.var.encode(images[:, 0].permute(0, 3, 1, 2), privileged)
         return mean.float(), logvar.float(), skip
 
-    def _scale(self, mean: Tensor, logvar: Tensor) -> Tensor:
-        if float(self.latent_scale) == 0.0:  # Stable Diffusion's trick: bring the latents to unit variance
-            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+    def _set_scales(self, mean: Tensor, logvar: Tensor) -> None:
+        """Stable Diffusion's trick, from the first batch: bring the latents to unit variance. With the VAR's global
+        code (`VARNetConfig.global_code`) the spatial mean (which carries the hidden side) and the rest (the input's
+        detail) get a scale each, so neither drowns the other in the denoiser's loss."""
+        if float(self.latent_scale) > 0.0:
+            return
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        if self.var.has_global_code:
+            m = z.mean(dim=(2, 3), keepdim=True)
+            self.latent_scale.fill_(1.0 / float((z - m).std().clamp(min=1e-6)))
+            self.latent_scale_global.fill_(1.0 / float(m.std().clamp(min=1e-6)))
+        else:
             self.latent_scale.fill_(1.0 / float(z.std().clamp(min=1e-6)))
-        return self.latent_scale
+            self.latent_scale_global.fill_(float(self.latent_scale))
+
+    def _scales(self) -> Tuple[Tensor, Tensor]:
+        """(residual, spatial-mean) scales; 1 before training has set them."""
+        one = torch.ones((), device=self.latent_scale.device)
+        if float(self.latent_scale) == 0.0:
+            return one, one
+        return self.latent_scale, self.latent_scale_global
+
+    def to_diffusion(self, z: Tensor) -> Tensor:
+        """VAR latent -> the denoiser's unit-variance space (`scale_latent` with this run's scales)."""
+        return scale_latent(z, *self._scales())
+
+    def from_diffusion(self, x: Tensor) -> Tensor:
+        """The inverse of `to_diffusion`."""
+        return scale_latent(x, *(1.0 / s for s in self._scales()))
 
     def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
         if batch is None:
@@ -142,9 +186,9 @@ class DiffusionModel(SceneModel):
             mean_z, logvar_z, _ = self.encode_source(batch, with_privileged=True)
         else:  # the paper: a sample of the input's own posterior
             mean_z, logvar_z = mean, logvar
-        s = self._scale(mean_z, logvar_z)
-        z0 = (mean_z + torch.randn_like(mean_z) * torch.exp(0.5 * logvar_z)) * s
-        cond = mean * s
+        self._set_scales(mean_z, logvar_z)
+        z0 = self.to_diffusion(mean_z + torch.randn_like(mean_z) * torch.exp(0.5 * logvar_z))
+        cond = self.to_diffusion(mean)
         B = z0.shape[0]
         if self.training:
             drop = torch.rand(B, device=z0.device) < self.config.cond_drop_prob
@@ -182,8 +226,14 @@ class DiffusionModel(SceneModel):
 
     # -- sampling ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, batch: Dict[str, Tensor], num_samples: int, guidance_weight: Optional[float] = None,
-               skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+    def sample(
+        self,
+        batch: Dict[str, Tensor],
+        num_samples: int,
+        guidance_weight: Optional[float] = None,
+        skip_weight: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> Gaussians:
         """N complete Gaussian scenes for the source view of a batch of ONE scene: Gaussians [N, ...]."""
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
@@ -192,35 +242,58 @@ class DiffusionModel(SceneModel):
         if batch["images"].shape[0] != 1:
             raise SplatdiffError("sample() takes a batch of one scene.")
         mean, _, skip = self.encode_source(batch)
-        s = self.latent_scale if float(self.latent_scale) > 0 else torch.tensor(1.0, device=mean.device)
         den = self.eval_denoiser()
 
         def call(x, t, cond):
             with self.autocast(x.device):
                 return den(x, t, cond).float()
 
-        z = sample_latents(call, mean * s, num_samples, c.schedule, c.scheduler, c.num_steps, w,
-                           c.seed if seed is None else seed)[0] / s  # fmt: skip
+        x = sample_latents(
+            call,
+            self.to_diffusion(mean),
+            num_samples,
+            c.schedule,
+            c.scheduler,
+            c.num_steps,
+            w,
+            c.seed if seed is None else seed,
+        )[0]
+        z = self.from_diffusion(x)
         N = num_samples
         rep = lambda key: batch[key][:, 0].expand(N, *batch[key].shape[2:])  # noqa: E731
         with self.autocast(z.device):
-            return self.var.decode(z, skip.expand(N, *skip.shape[1:]), k, rep("c2w"), rep("K"),
-                                   batch["depth_near"].expand(N), batch["depth_far"].expand(N))  # fmt: skip
+            return self.var.decode(
+                z,
+                skip.expand(N, *skip.shape[1:]),
+                k,
+                rep("c2w"),
+                rep("K"),
+                batch["depth_near"].expand(N),
+                batch["depth_far"].expand(N),
+            )
 
-    def generate(self, batch: Dict[str, Tensor], num_samples: int = 1, guidance_weight: Optional[float] = None,
-                 skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+    def generate(
+        self,
+        batch: Dict[str, Tensor],
+        num_samples: int = 1,
+        guidance_weight: Optional[float] = None,
+        skip_weight: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> Gaussians:
         """N different complete scenes for a batch of ONE scene (see `sample`)."""
         return self.sample(batch, num_samples, guidance_weight, skip_weight, seed)
 
     @torch.no_grad()
-    def evaluate_scene(self, batch: Dict[str, Tensor], num_samples: Optional[int] = None) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+    def evaluate_scene(
+        self, batch: Dict[str, Tensor], num_samples: Optional[int] = None
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """1-sample metrics, best-of-N (per scene, by PSNR over the targets), diversity, and seconds per sample."""
         N = num_samples or self.config.eval_num_samples
         size = batch["images"].shape[-2]
         t0 = time.perf_counter()
         g = self.sample(batch, N)
         seconds = (time.perf_counter() - t0) / N
-        V = batch["c2w"].shape[1]
+        batch["c2w"].shape[1]
         preds = []
         for n in range(N):  # render sample by sample to bound memory
             preds.append(self.render_views(g.scene(n), batch["c2w"], batch["K"], size)["rgb"][0])
@@ -228,10 +301,15 @@ class DiffusionModel(SceneModel):
         gt = batch["images"][0]
         per_sample = torch.stack([image_psnr(preds[n, 1:], gt[1:]) for n in range(N)])
         best = int(per_sample.argmax())
-        m: Dict[str, Tensor] = {"psnr": per_sample[0], "psnr_pooled": psnr(preds[0, 1:], gt[1:]), "ssim": losses.ssim(preds[0, 1:], gt[1:]),
-                                "psnr_input": psnr(preds[0, :1], gt[:1]), "psnr_best": per_sample[best],
-                                "ssim_best": losses.ssim(preds[best, 1:], gt[1:]),
-                                "seconds_per_sample": torch.tensor(seconds)}  # fmt: skip
+        m: Dict[str, Tensor] = {
+            "psnr": per_sample[0],
+            "psnr_pooled": psnr(preds[0, 1:], gt[1:]),
+            "ssim": losses.ssim(preds[0, 1:], gt[1:]),
+            "psnr_input": psnr(preds[0, :1], gt[:1]),
+            "psnr_best": per_sample[best],
+            "ssim_best": losses.ssim(preds[best, 1:], gt[1:]),
+            "seconds_per_sample": torch.tensor(seconds),
+        }
         std = preds[:, 1:].std(dim=0).mean(dim=-1, keepdim=True) if N > 1 else torch.zeros_like(gt[1:, ..., :1])
         m["diversity"] = std.mean()
         if "masks" in batch:

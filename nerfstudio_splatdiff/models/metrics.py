@@ -7,8 +7,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from nerfstudio_splatdiff.data.cameras import invert_rigid
 from nerfstudio_splatdiff.models.losses import ssim
+from nerfstudio_splatdiff.splats.cameras import invert_rigid
 
 
 def psnr(pred: Float[Tensor, "*b H W 3"], gt: Float[Tensor, "*b H W 3"], mask: Tensor | None = None) -> Tensor:
@@ -46,11 +46,20 @@ def visibility_masks(
     (background) are in neither set.
     """
     V, H, W, _ = depths.shape
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=depths.dtype, device=depths.device) + 0.5,
-                            torch.arange(W, dtype=depths.dtype, device=depths.device) + 0.5, indexing="ij")  # fmt: skip
+    ys, xs = torch.meshgrid(
+        torch.arange(H, dtype=depths.dtype, device=depths.device) + 0.5,
+        torch.arange(W, dtype=depths.dtype, device=depths.device) + 0.5,
+        indexing="ij",
+    )
     d = depths[..., 0]
-    cam = torch.stack([(xs - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * d,
-                       (ys - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * d, d], -1)  # fmt: skip
+    cam = torch.stack(
+        [
+            (xs - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * d,
+            (ys - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * d,
+            d,
+        ],
+        -1,
+    )
     world = cam @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
     w2c0 = invert_rigid(c2w[0])
     in0 = world @ w2c0[:3, :3].T + w2c0[:3, 3]

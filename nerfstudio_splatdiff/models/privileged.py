@@ -12,11 +12,15 @@ into one global code, and an MLP maps that code onto a correction of the latent 
 correction is added to the input encoder's mean (fusion at the latent, never at the pixels: the two views do not
 line up), and the branch never reaches the skip features, which carry only the input.
 
-Its last layer starts LARGE (`INIT_GAIN`), on purpose: with a zero start (tried first) the decoder sees no
-difference between hidden sides in its latent, so its gradient asks every scene's correction for the same thing,
-the branch learns a mode-independent offset, and after 500 steps its corrections for red, green and blue hidden
-sides differed by 0.006-0.07 against a posterior noise of 0.25: ignored, like the earlier pixel-stacked context.
-Starting with corrections that differ by view, well above the noise, makes the decoder learn to read them.
+Two parts, learned from what went wrong. A zero start of the last layer (tried first) is ignored: the decoder sees
+no difference between hidden sides, its gradient asks every scene for the same correction, and after 500 steps the
+corrections for red, green and blue hidden sides differed by 0.006-0.07 against a posterior noise of 0.25. A large
+random start of a per-cell correction (tried next) was pushed away within 250 steps: the decoder's convolutions
+read it as noise that spoils the input view. So the branch now also writes a scene-wide part (`to_global`, the same
+on every latent cell, started large: `GLOBAL_GAIN`), which the decoder reads only as the latent's spatial mean
+through its global code (var_net.GlobalFiLM): pooling averages the posterior noise away, and the convolutions never
+see it, so it cannot spoil the input view while the decoder learns to use it. The per-cell part (`to_grid`) starts
+small.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from nerfstudio_splatdiff.errors import SplatdiffError
 def plucker_rays(c2w: Float[Tensor, "B 4 4"], K: Float[Tensor, "B 3 3"], size: int) -> Float[Tensor, "B 6 S S"]:
     """Per-pixel ray direction (unit) and moment (origin x direction) of OpenCV cameras, as image channels."""
     B = c2w.shape[0]
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=c2w.dtype, device=c2w.device) + 0.5,
-                            torch.arange(size, dtype=c2w.dtype, device=c2w.device) + 0.5, indexing="ij")  # fmt: skip
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=c2w.dtype, device=c2w.device) + 0.5,
+        torch.arange(size, dtype=c2w.dtype, device=c2w.device) + 0.5,
+        indexing="ij",
+    )
     pix = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, -1, 3).expand(B, -1, -1)
     cam = pix @ torch.linalg.inv(K).transpose(-1, -2)
     d = F.normalize(cam @ c2w[:, :3, :3].transpose(-1, -2), dim=-1)
@@ -61,8 +68,11 @@ def privileged_inputs(batch: dict) -> tuple[Float[Tensor, "B 3 H W"], Float[Tens
     return batch["images"][rows, idx].permute(0, 3, 1, 2), batch["c2w"][rows, idx], batch["K"][rows, idx]
 
 
-INIT_GAIN = 10.0
-"""Initial scale of the branch's last layer (see the module docstring: a zero start is ignored)."""
+INIT_GAIN = 1.0
+"""Initial scale of the per-cell correction (see the module docstring: a zero start is ignored)."""
+GLOBAL_GAIN = 10.0
+"""Initial scale of the scene-wide part of the correction (the latent's spatial mean, read by the decoder's global
+code, var_net.GlobalFiLM): differences between hidden sides start well above the pooled posterior noise."""
 
 
 class PrivilegedBranch(nn.Module):
@@ -74,20 +84,32 @@ class PrivilegedBranch(nn.Module):
         layers: list[nn.Module] = []
         c = width
         for _ in range(int(math.log2(downsample))):
-            layers += [nn.Conv2d(c, min(2 * c, 4 * width), 3, stride=2, padding=1), nn.GroupNorm(8, min(2 * c, 4 * width)),
-                       nn.SiLU()]  # fmt: skip
+            layers += [
+                nn.Conv2d(c, min(2 * c, 4 * width), 3, stride=2, padding=1),
+                nn.GroupNorm(8, min(2 * c, 4 * width)),
+                nn.SiLU(),
+            ]
             c = min(2 * c, 4 * width)
         self.features = nn.Sequential(*layers)
         # Pooled deep features, plus the pooled stem (before any normalisation: it keeps the colours).
-        self.code = nn.Sequential(nn.Linear(2 * c + 2 * width, 4 * width), nn.SiLU(), nn.Linear(4 * width, 4 * width),
-                                  nn.SiLU())  # fmt: skip
+        self.code = nn.Sequential(
+            nn.Linear(2 * c + 2 * width, 4 * width), nn.SiLU(), nn.Linear(4 * width, 4 * width), nn.SiLU()
+        )
         self.to_grid = nn.Linear(4 * width, latent_channels * grid * grid)
         nn.init.normal_(self.to_grid.weight, std=INIT_GAIN / math.sqrt(4 * width))
         nn.init.zeros_(self.to_grid.bias)
+        # The scene-wide part: added to every latent cell, read by the decoder's global code (var_net.GlobalFiLM).
+        self.to_global = nn.Linear(4 * width, latent_channels)
+        nn.init.normal_(self.to_global.weight, std=GLOBAL_GAIN / math.sqrt(4 * width))
+        nn.init.zeros_(self.to_global.bias)
         self.latent_channels, self.grid = latent_channels, grid
 
     def forward(
-        self, image: Float[Tensor, "B 3 H W"], c2w: Float[Tensor, "B 4 4"], K: Float[Tensor, "B 3 3"], latent_hw: tuple[int, int]
+        self,
+        image: Float[Tensor, "B 3 H W"],
+        c2w: Float[Tensor, "B 4 4"],
+        K: Float[Tensor, "B 3 3"],
+        latent_hw: tuple[int, int],
     ) -> Float[Tensor, "B C h w"]:
         H, W = image.shape[-2:]
         if H != W:
@@ -95,8 +117,11 @@ class PrivilegedBranch(nn.Module):
         rays = plucker_rays(c2w.float(), K.float(), H).to(image.dtype)
         stem = self.stem(torch.cat([image * 2 - 1, rays], dim=1))
         f = self.features(stem)
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3)), stem.mean(dim=(2, 3)), stem.amax(dim=(2, 3))], dim=1)
-        grid = self.to_grid(self.code(pooled)).reshape(-1, self.latent_channels, self.grid, self.grid)
+        pooled = torch.cat(
+            [f.mean(dim=(2, 3)), f.amax(dim=(2, 3)), stem.mean(dim=(2, 3)), stem.amax(dim=(2, 3))], dim=1
+        )
+        code = self.code(pooled)
+        grid = self.to_grid(code).reshape(-1, self.latent_channels, self.grid, self.grid)
         if grid.shape[-2:] != latent_hw:
             grid = F.interpolate(grid, size=latent_hw, mode="bilinear", align_corners=False)
-        return grid
+        return grid + self.to_global(code)[:, :, None, None]

@@ -19,9 +19,9 @@ from torch.nn import Parameter
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
+from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
 from nerfstudio_splatdiff.models.scene_model import RunKind, SceneModel, SceneModelConfig
-from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
 from nerfstudio_splatdiff.splats import Gaussians
 
@@ -70,8 +70,15 @@ class ReconstructorModel(SceneModel):
         self.setup_trained_network(self.config.trained_module, self.config.ema_decay)
         self.lpips = losses.maybe_lpips(self.config.lpips_net, required=self.config.lpips_weight > 0)
         self.setup_viewer_scenes()
-        self.viewer_skip = ViewerSlider("Skip weight", self.config.eval_skip_weight, 0.0, 1.0, 0.05,
-                                        cb_hook=lambda _: self._viewer_cache.clear(), disabled=not self.is_var)  # fmt: skip
+        self.viewer_skip = ViewerSlider(
+            "Skip weight",
+            self.config.eval_skip_weight,
+            0.0,
+            1.0,
+            0.05,
+            cb_hook=lambda _: self._viewer_cache.clear(),
+            disabled=not self.is_var,
+        )
 
     # -- nerfstudio plumbing ----------------------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -89,12 +96,24 @@ class ReconstructorModel(SceneModel):
         if net.training and self.is_var and net.has_privileged_branch:
             kwargs.setdefault("privileged", privileged_inputs(batch))
         with self.autocast(images.device):
-            return net(images[:, 0].permute(0, 3, 1, 2), batch["c2w"][:, 0], batch["K"][:, 0],
-                       batch["depth_near"], batch["depth_far"], **kwargs)  # fmt: skip
+            return net(
+                images[:, 0].permute(0, 3, 1, 2),
+                batch["c2w"][:, 0],
+                batch["K"][:, 0],
+                batch["depth_near"],
+                batch["depth_far"],
+                **kwargs,
+            )
 
     @torch.no_grad()
-    def generate(self, batch: Dict[str, Tensor], num_samples: int = 1, guidance_weight: Optional[float] = None,
-                 skip_weight: Optional[float] = None, seed: Optional[int] = None) -> Gaussians:  # fmt: skip
+    def generate(
+        self,
+        batch: Dict[str, Tensor],
+        num_samples: int = 1,
+        guidance_weight: Optional[float] = None,
+        skip_weight: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> Gaussians:
         """The one reconstruction of a batch of ONE scene, repeated `num_samples` times: Gaussians [N, ...]. (A
         deterministic model: guidance and seed do not apply; the skip weight does for a VAR.)"""
         if batch["images"].shape[0] != 1:
@@ -125,21 +144,30 @@ class ReconstructorModel(SceneModel):
         if self.lpips is not None and c.lpips_weight > 0 and self.step >= c.lpips_start_step:
             loss_dict["lpips"] = c.lpips_weight * self.lpips(pred, gt)
         if c.scale_reg_weight > 0:
-            loss_dict["scale_reg"] = c.scale_reg_weight * losses.scale_regulariser(outputs["gaussians"].scales, c.max_scale)
+            loss_dict["scale_reg"] = c.scale_reg_weight * losses.scale_regulariser(
+                outputs["gaussians"].scales, c.max_scale
+            )
         return loss_dict
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         return {"psnr": psnr(outputs["rgb"].detach(), batch["images"])}
 
     @torch.no_grad()
-    def evaluate_scene(self, batch: Dict[str, Tensor], skip_weight: Optional[float] = None) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+    def evaluate_scene(
+        self, batch: Dict[str, Tensor], skip_weight: Optional[float] = None
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """Splatter Image's protocol for one scene (a batch of one: view 0 input, views 1.. targets)."""
         w = self.config.eval_skip_weight if skip_weight is None else skip_weight
         rec = self.reconstruct(batch, net=self.eval_net(), skip_weight=w, sample_latent=False)
         out = self.render_views(rec["gaussians"], batch["c2w"], batch["K"], batch["images"].shape[-2])
         pred, gt = out["rgb"][0], batch["images"][0]
         tgt_pred, tgt_gt = pred[1:], gt[1:]
-        m = {"psnr": image_psnr(tgt_pred, tgt_gt), "psnr_pooled": psnr(tgt_pred, tgt_gt), "ssim": losses.ssim(tgt_pred, tgt_gt), "psnr_input": psnr(pred[:1], gt[:1])}
+        m = {
+            "psnr": image_psnr(tgt_pred, tgt_gt),
+            "psnr_pooled": psnr(tgt_pred, tgt_gt),
+            "ssim": losses.ssim(tgt_pred, tgt_gt),
+            "psnr_input": psnr(pred[:1], gt[:1]),
+        }
         if "masks" in batch:
             m.update(object_metrics(tgt_pred, tgt_gt, batch["masks"][0, 1:]))
         if self.lpips is not None:

@@ -40,10 +40,14 @@ class RegressionNet(nn.Module):
         down = tuple("AttnDownBlock2D" if i in c.attention_levels else "DownBlock2D" for i in range(n))
         up = tuple("AttnUpBlock2D" if (n - 1 - i) in c.attention_levels else "UpBlock2D" for i in range(n))
         self.unet = UNet2DModel(
-            in_channels=3, out_channels=self.head.out_channels, block_out_channels=c.block_out_channels,
-            layers_per_block=c.layers_per_block, norm_num_groups=c.norm_num_groups,
-            down_block_types=down, up_block_types=up,
-        )  # fmt: skip
+            in_channels=3,
+            out_channels=self.head.out_channels,
+            block_out_channels=c.block_out_channels,
+            layers_per_block=c.layers_per_block,
+            norm_num_groups=c.norm_num_groups,
+            down_block_types=down,
+            up_block_types=up,
+        )
         self.head.init_output_layer(self.unet.conv_out)
 
     def forward(
@@ -51,8 +55,8 @@ class RegressionNet(nn.Module):
         images: Float[Tensor, "B 3 H W"],
         c2w: Float[Tensor, "B 4 4"],
         K: Float[Tensor, "B 3 3"],
-        depth_near: Float[Tensor, "B"],
-        depth_far: Float[Tensor, "B"],
+        depth_near: Float[Tensor, " B"],
+        depth_far: Float[Tensor, " B"],
         skip_weight: Union[float, Tensor] = 1.0,
         sample_latent: Optional[bool] = None,
         latent: Optional[Tensor] = None,

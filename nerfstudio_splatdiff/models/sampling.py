@@ -30,8 +30,13 @@ class NoiseSchedule:
     beta_schedule: str = "scaled_linear"
 
     def kwargs(self) -> dict:
-        return dict(num_train_timesteps=self.num_train_timesteps, beta_start=self.beta_start, beta_end=self.beta_end,
-                    beta_schedule=self.beta_schedule, prediction_type="epsilon")  # fmt: skip
+        return dict(
+            num_train_timesteps=self.num_train_timesteps,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            beta_schedule=self.beta_schedule,
+            prediction_type="epsilon",
+        )
 
     def training_scheduler(self) -> DDPMScheduler:
         return DDPMScheduler(**self.kwargs())
@@ -49,7 +54,9 @@ def check_sampling_args(num_samples: int, guidance_weight: float, skip_weight: f
     if not isinstance(num_samples, int) or num_samples < 1:
         raise SplatdiffError(f"num_samples must be a whole number >= 1, got {num_samples!r}.")
     if not 0.0 <= guidance_weight <= MAX_GUIDANCE:
-        raise SplatdiffError(f"guidance_weight must be in [0, {MAX_GUIDANCE}] (0 = no guidance), got {guidance_weight}.")
+        raise SplatdiffError(
+            f"guidance_weight must be in [0, {MAX_GUIDANCE}] (0 = no guidance), got {guidance_weight}."
+        )
     if not 0.0 <= skip_weight <= 1.0:
         raise SplatdiffError(f"skip_weight must be in [0, 1], got {skip_weight}.")
     if num_steps < 1:

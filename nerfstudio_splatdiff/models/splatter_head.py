@@ -66,12 +66,26 @@ class SplatterHead(nn.Module):
         """Splatter Image's output-layer initialisation: Xavier with a per-quantity gain, and biases that
         start every Gaussian small (scale 0.02), fairly transparent (sigmoid(-2)) and unrotated."""
         if layer.out_channels != self.out_channels:
-            raise SplatdiffError(f"The output layer has {layer.out_channels} channels; the head needs {self.out_channels}.")
+            raise SplatdiffError(
+                f"The output layer has {layer.out_channels} channels; the head needs {self.out_channels}."
+            )
         c = self.config
-        gains = {"opacity": c.opacity_gain, "depth": c.depth_gain, "offset": c.offset_gain, "scale": c.scale_gain,
-                 "rotation": c.rotation_gain, "colour": c.colour_gain}  # fmt: skip
-        biases = {"opacity": [c.opacity_bias], "depth": [0.0], "offset": [0.0] * 3, "scale": [c.scale_bias] * 3,
-                  "rotation": [1.0, 0.0, 0.0, 0.0], "colour": [0.0] * 3}  # fmt: skip
+        gains = {
+            "opacity": c.opacity_gain,
+            "depth": c.depth_gain,
+            "offset": c.offset_gain,
+            "scale": c.scale_gain,
+            "rotation": c.rotation_gain,
+            "colour": c.colour_gain,
+        }
+        biases = {
+            "opacity": [c.opacity_bias],
+            "depth": [0.0],
+            "offset": [0.0] * 3,
+            "scale": [c.scale_bias] * 3,
+            "rotation": [1.0, 0.0, 0.0, 0.0],
+            "colour": [0.0] * 3,
+        }
         for m in range(c.gaussians_per_pixel):
             for name, (start, n) in LAYOUT.items():
                 sl = slice(m * CHANNELS_PER_GAUSSIAN + start, m * CHANNELS_PER_GAUSSIAN + start + n)
@@ -84,8 +98,8 @@ class SplatterHead(nn.Module):
         raw: Float[Tensor, "B C H W"],
         c2w: Float[Tensor, "B 4 4"],
         K: Float[Tensor, "B 3 3"],
-        depth_near: Float[Tensor, "B"],
-        depth_far: Float[Tensor, "B"],
+        depth_near: Float[Tensor, " B"],
+        depth_far: Float[Tensor, " B"],
     ) -> Gaussians:
         """Gaussians [B, M*H*W] in world space; `c2w` is the input camera's OpenCV camera-to-world and `K`
         its pixel intrinsics at the resolution of `raw`. Gaussian index = m * H * W + row * W + col."""

@@ -13,9 +13,17 @@ from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models.scene_model import SceneModelConfig
 from nerfstudio_splatdiff.models.var_net import VARNet
 from nerfstudio_splatdiff.safe_yaml import load_config_yaml
-from nerfstudio_splatdiff.safety import CheckpointUnreadable, list_checkpoints, load_checkpoint_file, load_newest_checkpoint
+from nerfstudio_splatdiff.safety import (
+    CheckpointUnreadable,
+    list_checkpoints,
+    load_checkpoint_file,
+    load_newest_checkpoint,
+)
 
-HOW = "pass --pipeline.model.var-checkpoint pointing at a splatdiff-var run's config.yml (or a .ckpt in its nerfstudio_models folder)"
+HOW = (
+    "pass --pipeline.model.var-checkpoint pointing at a splatdiff-var run's config.yml "
+    "(or a .ckpt in its nerfstudio_models folder)"
+)
 
 
 def _checkpoint_folder(folder: Path) -> Path:
@@ -75,6 +83,8 @@ def load_frozen_var(path: Path) -> Tuple[VARNet, Any]:
     try:
         net.load_state_dict(weights)
     except RuntimeError as e:
-        raise SplatdiffError(f"The weights in {ckpt} do not match the VAR described by {config_path} ({str(e)[:200]}...).") from e
+        raise SplatdiffError(
+            f"The weights in {ckpt} do not match the VAR described by {config_path} ({str(e)[:200]}...)."
+        ) from e
     net.eval().requires_grad_(False)
     return net, model_cfg

@@ -28,7 +28,6 @@ from nerfstudio_splatdiff.models.privileged import PrivilegedBranch
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
 
-
 Privileged = Tuple[Tensor, Tensor, Tensor]
 """A privileged view: image [B, 3, H, W] in [0, 1], camera-to-world [B, 4, 4] relative to the input, K [B, 3, 3]."""
 
@@ -52,9 +51,45 @@ class VARNetConfig(InstantiateConfig):
     """Width of the privileged branch's first layer."""
     privileged_grid: int = 8
     """The branch writes its correction on this grid (resized to the latent's size when they differ)."""
+    global_code: bool = False
+    """The latent's spatial mean is a global code: the decoder's convolutions see the latent minus its mean, and the
+    mean reaches the decoder only through a small MLP that scales and shifts its features (FiLM) after the mid block
+    and before the output layer. Pooling averages the posterior noise away (8x at an 8x8 latent) while a scene-wide
+    code (what the privileged branch writes) passes whole, and it cannot disturb the input view's reconstruction
+    until the decoder has learned to use it. Without it the decoder treated the privileged corrections as noise and
+    the branch learned to shrink them (models/privileged.py)."""
+    global_code_width: int = 64
+    """Hidden width of the global code's MLP."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
+
+
+class FiLM:
+    """Per-sample, per-channel scale and shift of feature maps: x * (1 + gamma) + beta."""
+
+    def __init__(self, gamma: Float[Tensor, "B C"], beta: Float[Tensor, "B C"]) -> None:
+        self.gamma, self.beta = gamma, beta
+
+    def __call__(self, x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C H W"]:
+        return x * (1 + self.gamma[:, :, None, None].to(x.dtype)) + self.beta[:, :, None, None].to(x.dtype)
+
+
+class GlobalFiLM(nn.Module):
+    """The latent's spatial mean -> one FiLM per decoder width in `widths` (see `VARNetConfig.global_code`).
+    The output layer starts at zero: every FiLM starts as the identity."""
+
+    def __init__(self, latent_channels: int, width: int, widths: Tuple[int, ...]) -> None:
+        super().__init__()
+        self.widths = widths
+        self.mlp = nn.Sequential(nn.Linear(latent_channels, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
+        self.out = nn.Linear(width, 2 * sum(widths))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, mean: Float[Tensor, "B C 1 1"]) -> list[FiLM]:
+        params = self.out(self.mlp(mean.float().flatten(1))).split([2 * w for w in self.widths], dim=1)
+        return [FiLM(*p.chunk(2, dim=1)) for p in params]
 
 
 class VARNet(nn.Module):
@@ -65,15 +100,24 @@ class VARNet(nn.Module):
         levels = len(c.block_out_channels)
         self.head: SplatterHead = c.head.setup()
         self.encoder = Encoder(
-            in_channels=3, out_channels=c.latent_channels, down_block_types=("DownEncoderBlock2D",) * levels,
-            block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
-            norm_num_groups=c.norm_num_groups, double_z=True, mid_block_add_attention=c.mid_block_attention,
-        )  # fmt: skip
+            in_channels=3,
+            out_channels=c.latent_channels,
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            block_out_channels=c.block_out_channels,
+            layers_per_block=c.layers_per_block,
+            norm_num_groups=c.norm_num_groups,
+            double_z=True,
+            mid_block_add_attention=c.mid_block_attention,
+        )
         self.decoder = Decoder(
-            in_channels=c.latent_channels, out_channels=self.head.out_channels, up_block_types=("UpDecoderBlock2D",) * levels,
-            block_out_channels=c.block_out_channels, layers_per_block=c.layers_per_block,
-            norm_num_groups=c.norm_num_groups, mid_block_add_attention=c.mid_block_attention,
-        )  # fmt: skip
+            in_channels=c.latent_channels,
+            out_channels=self.head.out_channels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            block_out_channels=c.block_out_channels,
+            layers_per_block=c.layers_per_block,
+            norm_num_groups=c.norm_num_groups,
+            mid_block_add_attention=c.mid_block_attention,
+        )
         self.quant_conv = nn.Conv2d(2 * c.latent_channels, 2 * c.latent_channels, 1)
         self.post_quant_conv = nn.Conv2d(c.latent_channels, c.latent_channels, 1)
         # Skip: encoder conv_in features (width C0) -> input of the decoder's last, full-resolution block (C1).
@@ -81,7 +125,13 @@ class VARNet(nn.Module):
         self.downsample = 2 ** (levels - 1)
         self.privileged: Optional[PrivilegedBranch] = None
         if c.privileged_view:
-            self.privileged = PrivilegedBranch(c.latent_channels, c.privileged_width, c.privileged_grid, self.downsample)
+            self.privileged = PrivilegedBranch(
+                c.latent_channels, c.privileged_width, c.privileged_grid, self.downsample
+            )
+        self.global_film: Optional[GlobalFiLM] = None
+        if c.global_code:  # registered last: checkpoints from before it keep their parameter order
+            widths = (c.block_out_channels[-1], c.block_out_channels[0])
+            self.global_film = GlobalFiLM(c.latent_channels, c.global_code_width, widths)
         if c.pretrained_autoencoder is not None:
             self.load_autoencoder(c.pretrained_autoencoder)
         self.head.init_output_layer(self.decoder.conv_out)
@@ -91,7 +141,9 @@ class VARNet(nn.Module):
         from diffusers import AutoencoderKL
 
         if not Path(path).exists():
-            raise SplatdiffError(f"No AutoencoderKL weights at {path}; pass a local diffusers folder or drop the option.")
+            raise SplatdiffError(
+                f"No AutoencoderKL weights at {path}; pass a local diffusers folder or drop the option."
+            )
         vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
         own = self.state_dict()
         theirs = {k: v for k, v in vae.state_dict().items() if k in own and own[k].shape == v.shape}
@@ -101,6 +153,11 @@ class VARNet(nn.Module):
     def has_privileged_branch(self) -> bool:
         """Whether this VAR's latent can be informed by a privileged view of the hidden side."""
         return self.privileged is not None
+
+    @property
+    def has_global_code(self) -> bool:
+        """Whether the decoder reads the latent's spatial mean as a global code (`VARNetConfig.global_code`)."""
+        return self.global_film is not None
 
     def encode(
         self, images: Float[Tensor, "B 3 H W"], privileged: Optional[Privileged] = None, keep: Optional[Tensor] = None
@@ -133,14 +190,23 @@ class VARNet(nn.Module):
     ) -> Float[Tensor, "B C H W"]:
         """Latent (+ weighted skip features) -> raw splatter channels [B, M*15, H, W]."""
         dec = self.decoder
+        film = None
+        if self.global_film is not None:  # the spatial mean goes to the global code only (VARNetConfig.global_code)
+            mean = latent.mean(dim=(2, 3), keepdim=True)
+            film, latent = self.global_film(mean), latent - mean
         x = dec.conv_in(self.post_quant_conv(latent))
         x = dec.mid_block(x, None)
+        if film is not None:
+            x = film[0](x)
         for i, block in enumerate(dec.up_blocks):
             if i == len(dec.up_blocks) - 1 and skip is not None:
                 w = torch.as_tensor(skip_weight, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
                 x = x + w * self.skip_proj(skip)
             x = block(x, None)
-        return dec.conv_out(dec.conv_act(dec.conv_norm_out(x)))
+        x = dec.conv_norm_out(x)
+        if film is not None:
+            x = film[1](x)
+        return dec.conv_out(dec.conv_act(x))
 
     def decode(
         self,
@@ -149,8 +215,8 @@ class VARNet(nn.Module):
         skip_weight: Union[float, Tensor],
         c2w: Float[Tensor, "B 4 4"],
         K: Float[Tensor, "B 3 3"],
-        depth_near: Float[Tensor, "B"],
-        depth_far: Float[Tensor, "B"],
+        depth_near: Float[Tensor, " B"],
+        depth_far: Float[Tensor, " B"],
     ) -> Gaussians:
         """Latent (+ skip features scaled by `skip_weight`) -> Gaussians [B, ...] seen from the input camera `c2w`, `K`
         between `depth_near` and `depth_far`. The decoder runs under the caller's autocast; the splatter head (the
@@ -164,8 +230,8 @@ class VARNet(nn.Module):
         images: Float[Tensor, "B 3 H W"],
         c2w: Float[Tensor, "B 4 4"],
         K: Float[Tensor, "B 3 3"],
-        depth_near: Float[Tensor, "B"],
-        depth_far: Float[Tensor, "B"],
+        depth_near: Float[Tensor, " B"],
+        depth_far: Float[Tensor, " B"],
         skip_weight: Union[float, Tensor] = 1.0,
         sample_latent: Optional[bool] = None,
         latent: Optional[Tensor] = None,
@@ -187,4 +253,10 @@ class VARNet(nn.Module):
             keep = (torch.rand(images.shape[0], device=images.device) >= self.config.skip_dropout).to(images.dtype)
             w = w * keep
         gaussians = self.decode(latent, skip, w, c2w, K, depth_near, depth_far)
-        return {"gaussians": gaussians, "latent_mean": mean, "latent_logvar": logvar, "latent": latent, "skip_weight": w}
+        return {
+            "gaussians": gaussians,
+            "latent_mean": mean,
+            "latent_logvar": logvar,
+            "latent": latent,
+            "skip_weight": w,
+        }

@@ -37,7 +37,9 @@ def is_export_folder(folder: Path) -> bool:
     """Whether `folder` holds only what this command writes (sample_XX.ply files)."""
     if folder.is_symlink() or not folder.is_dir():
         return False
-    return all(re.fullmatch(r"sample_\d{2,}\.ply", p.name) and p.is_file() and not p.is_symlink() for p in folder.iterdir())
+    return all(
+        re.fullmatch(r"sample_\d{2,}\.ply", p.name) and p.is_file() and not p.is_symlink() for p in folder.iterdir()
+    )
 
 
 def unique_safe_names(names: List[str]) -> List[str]:
@@ -87,13 +89,18 @@ class Export:
         n_eval = len(dm.eval_scenes)
         bad = [i for i in self.scenes if not 0 <= i < n_eval]
         if bad:
-            raise SplatdiffError(f"Scene index {bad[0]} is out of range: this run's data has {n_eval} evaluation scenes (0..{n_eval - 1}).")
+            raise SplatdiffError(
+                f"Scene index {bad[0]} is out of range: this run's data has {n_eval} evaluation scenes "
+                f"(0..{n_eval - 1})."
+            )
         scenes = list(dict.fromkeys(self.scenes))
         names = unique_safe_names([str(dm.eval_scenes[i].name) for i in scenes])
         foreign = [n for n in names if (self.output_dir / n).exists() and not is_export_folder(self.output_dir / n)]
         if foreign and not self.overwrite:
-            raise SplatdiffError(f"{self.output_dir} already holds {', '.join(foreign[:3])}, which splatdiff-export did not "
-                                 "write: pick another --output-dir, or pass --overwrite to replace them.")  # fmt: skip
+            raise SplatdiffError(
+                f"{self.output_dir} already holds {', '.join(foreign[:3])}, which splatdiff-export did not "
+                "write: pick another --output-dir, or pass --overwrite to replace them."
+            )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(self.output_dir)
         n = self.num_samples if pipeline.model.config.is_generative else 1

@@ -44,9 +44,19 @@ class MakeProcedural:
 
     def main(self) -> Path:
         return generate_dataset(
-            self.output, self.scenes, self.views, self.resolution, self.seed, self.category, self.workers,
-            self.num_modes, self.overwrite, self.preview, self.kind, self.force_mode,
-        )  # fmt: skip
+            self.output,
+            self.scenes,
+            self.views,
+            self.resolution,
+            self.seed,
+            self.category,
+            self.workers,
+            self.num_modes,
+            self.overwrite,
+            self.preview,
+            self.kind,
+            self.force_mode,
+        )
 
 
 def entrypoint() -> None:

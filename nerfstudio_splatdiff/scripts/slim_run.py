@@ -40,13 +40,18 @@ class SlimRun:
             targets.append(slim_run_folder(model_cfg.var_checkpoint, self.output_dir, self.experiment_name))
         for target in targets:  # every check before anything is written
             if target.exists() and not self.overwrite and not is_slim_run_folder(target):
-                raise SplatdiffError(f"{target} exists and holds files other than a slim run's: move them, or pass "
-                                     "--overwrite to replace the folder.")  # fmt: skip
+                raise SplatdiffError(
+                    f"{target} exists and holds files other than a slim run's: move them, or pass "
+                    "--overwrite to replace the folder."
+                )
         if model_cfg.needs_frozen_var:
-            var_config = write_slim_run(model_cfg.var_checkpoint, self.output_dir, self.experiment_name,
-                                        self.data, overwrite=self.overwrite)  # fmt: skip
+            var_config = write_slim_run(
+                model_cfg.var_checkpoint, self.output_dir, self.experiment_name, self.data, overwrite=self.overwrite
+            )
             print(f"VAR       -> {var_config}")
-        out = write_slim_run(self.load_config, self.output_dir, self.experiment_name, self.data, var_config, self.overwrite)
+        out = write_slim_run(
+            self.load_config, self.output_dir, self.experiment_name, self.data, var_config, self.overwrite
+        )
         print(f"{run.method_name:<9} -> {out}")
 
 

@@ -57,7 +57,10 @@ class SplatdiffViewer:
         config.vis = self.vis
         config.viewer = self.viewer.as_viewer_config()
         config.viewer.num_rays_per_chunk = num_rays_per_chunk
-        CONSOLE.print(f"Viewer listening on {config.viewer.websocket_host} (pass --viewer.websocket-host 0.0.0.0 to reach it from other machines)")
+        CONSOLE.print(
+            f"Viewer listening on {config.viewer.websocket_host} "
+            "(pass --viewer.websocket-host 0.0.0.0 to reach it from other machines)"
+        )
         _start_viewer(config, pipeline, step)
 
 

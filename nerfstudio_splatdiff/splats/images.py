@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from PIL import Image
 from torch import Tensor

@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from nerfstudio_splatdiff.data.cameras import invert_rigid, make_rigid
+from nerfstudio_splatdiff.splats.cameras import invert_rigid, make_rigid
 
 
 def look_at_w2c(eye: Float[Tensor, "3"], target: Float[Tensor, "3"], up: Float[Tensor, "3"]) -> Float[Tensor, "4 4"]:

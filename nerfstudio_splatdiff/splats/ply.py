@@ -23,17 +23,32 @@ FIELDS = (
     + [f"rot_{i}" for i in range(4)]
 )
 _PLY_TYPES = {
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "uchar": "u1", "uint8": "u1",
-    "char": "i1", "int8": "i1", "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-}  # fmt: skip
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
+    "uchar": "u1",
+    "uint8": "u1",
+    "char": "i1",
+    "int8": "i1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+}
 _OPACITY_EPS = 1e-7  # keeps the logit finite for opacities of exactly 0 or 1
 
 
 def save_ply(path: Union[str, Path], gaussians: Gaussians) -> Path:
     """Write the single scene in `gaussians` (batch size 1) as a 3DGS .ply file."""
     if gaussians.batch_size != 1:
-        raise SplatdiffError(f"save_ply writes one scene; got a batch of {gaussians.batch_size} (use gaussians.scene(i)).")
+        raise SplatdiffError(
+            f"save_ply writes one scene; got a batch of {gaussians.batch_size} (use gaussians.scene(i))."
+        )
     g = gaussians.detach().to("cpu", torch.float64)
     opac = g.opacities[0].clamp(_OPACITY_EPS, 1 - _OPACITY_EPS)
     cols = {
@@ -47,9 +62,7 @@ def save_ply(path: Union[str, Path], gaussians: Gaussians) -> Path:
     data = torch.cat(list(cols.values()), dim=1).numpy().astype("<f4")
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"element vertex {data.shape[0]}\n"
-        + "".join(f"property float {name}\n" for name in FIELDS)
-        + "end_header\n"
+        f"element vertex {data.shape[0]}\n" + "".join(f"property float {name}\n" for name in FIELDS) + "end_header\n"
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,9 @@ def project_gaussians(
     tx = z * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x * rz))
     ty = z * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y * rz))
     zeros = torch.zeros_like(z)
-    J = torch.stack(
-        [fx * rz, zeros, -fx * tx * rz * rz, zeros, fy * rz, -fy * ty * rz * rz], dim=-1
-    ).reshape(*z.shape, 2, 3)
+    J = torch.stack([fx * rz, zeros, -fx * tx * rz * rz, zeros, fy * rz, -fy * ty * rz * rz], dim=-1).reshape(
+        *z.shape, 2, 3
+    )
     cov2d = J @ cov_c @ J.transpose(-1, -2)
     cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
     a, b, c = cov2d[..., 0, 0], cov2d[..., 0, 1], cov2d[..., 1, 1]
@@ -93,8 +93,8 @@ def project_gaussians(
 
 
 def gaussian_alpha(
-    delta: Float[Tensor, "M 2"], conics: Float[Tensor, "M 3"], opacities: Float[Tensor, "M"]
-) -> tuple[Float[Tensor, "M"], Float[Tensor, "M"]]:
+    delta: Float[Tensor, "M 2"], conics: Float[Tensor, "M 3"], opacities: Float[Tensor, " M"]
+) -> tuple[Float[Tensor, " M"], Float[Tensor, " M"]]:
     """gsplat's per-pixel alpha: min(0.999, o * exp(-sigma)) with delta = mean2d - pixel_centre."""
     dx, dy = delta[:, 0], delta[:, 1]
     sigma = 0.5 * (conics[:, 0] * dx * dx + conics[:, 2] * dy * dy) + conics[:, 1] * dx * dy

@@ -33,10 +33,24 @@ def rasterize_gsplat(
     rgbs, alphas, depths = [], [], []
     for b in range(means.shape[0]):
         out, alpha, _ = rasterization(
-            means[b], quats[b], scales[b], opacities[b], colors[b], viewmats[b], Ks[b], width, height,
-            near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, tile_size=tile_size, packed=False,
-            backgrounds=backgrounds[b], render_mode="RGB+ED", rasterize_mode="classic",
-        )  # fmt: skip
+            means[b],
+            quats[b],
+            scales[b],
+            opacities[b],
+            colors[b],
+            viewmats[b],
+            Ks[b],
+            width,
+            height,
+            near_plane=near_plane,
+            far_plane=far_plane,
+            eps2d=eps2d,
+            tile_size=tile_size,
+            packed=False,
+            backgrounds=backgrounds[b],
+            render_mode="RGB+ED",
+            rasterize_mode="classic",
+        )
         rgbs.append(out[..., :D])
         depths.append(out[..., D:])
         alphas.append(alpha)

@@ -87,8 +87,25 @@ class _Plan:
         self.t_final = np.ones(num_pix, np.float64)
         self.n_last = np.zeros(num_pix, np.int64)
         with _LAUNCH_LOCK:
-            K._forward(self.work, self.offsets, self.ids, means2d, conics, opac, feats, self.lo, self.hi, self.xs,
-                       self.ys, self.consts, self.f32, *self.geometry, out, self.t_final, self.n_last)  # fmt: skip
+            K._forward(
+                self.work,
+                self.offsets,
+                self.ids,
+                means2d,
+                conics,
+                opac,
+                feats,
+                self.lo,
+                self.hi,
+                self.xs,
+                self.ys,
+                self.consts,
+                self.f32,
+                *self.geometry,
+                out,
+                self.t_final,
+                self.n_last,
+            )
         return out
 
     def backward(self, means2d, conics, opac, feats, grad_out: np.ndarray) -> np.ndarray:
@@ -96,14 +113,47 @@ class _Plan:
         K = _kernels()
         isect_grad = np.zeros((self.ids.shape[0], feats.shape[1] + 6), np.float64)
         with _LAUNCH_LOCK:
-            K._backward(self.work, self.offsets, self.ids, means2d, conics, opac, feats, self.lo, self.hi, self.xs,
-                        self.ys, self.consts, self.f32, *self.geometry, self.t_final, self.n_last, grad_out, isect_grad)  # fmt: skip
+            K._backward(
+                self.work,
+                self.offsets,
+                self.ids,
+                means2d,
+                conics,
+                opac,
+                feats,
+                self.lo,
+                self.hi,
+                self.xs,
+                self.ys,
+                self.consts,
+                self.f32,
+                *self.geometry,
+                self.t_final,
+                self.n_last,
+                grad_out,
+                isect_grad,
+            )
         return isect_grad
 
     def count_pairs(self, means2d, conics, opac) -> int:
         with _LAUNCH_LOCK:
-            return int(_kernels()._count_pairs(self.work, self.offsets, self.ids, means2d, conics, opac, self.lo,
-                                               self.hi, self.xs, self.ys, self.consts, self.f32, *self.geometry))  # fmt: skip
+            return int(
+                _kernels()._count_pairs(
+                    self.work,
+                    self.offsets,
+                    self.ids,
+                    means2d,
+                    conics,
+                    opac,
+                    self.lo,
+                    self.hi,
+                    self.xs,
+                    self.ys,
+                    self.consts,
+                    self.f32,
+                    *self.geometry,
+                )
+            )
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -115,8 +165,9 @@ def _make_plan(lo, hi, cam_of, depth_order, width, height, tile_size, num_cams, 
     K = _kernels()
     tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
     tiles_per_cam = tiles_x * tiles_y
-    offsets, ids, row_offsets, row_isects = K._bin_tiles(lo, hi, cam_of, depth_order, tile_size, tiles_x,
-                                                         tiles_per_cam, num_cams * tiles_per_cam)  # fmt: skip
+    offsets, ids, row_offsets, row_isects = K._bin_tiles(
+        lo, hi, cam_of, depth_order, tile_size, tiles_x, tiles_per_cam, num_cams * tiles_per_cam
+    )
     work = K._schedule(offsets, _num_chunks())
     xs = np.arange(width, dtype=np.float64) + 0.5
     ys = np.arange(height, dtype=np.float64) + 0.5
@@ -155,8 +206,9 @@ class _FusedRender(torch.autograd.Function):
     the projection in numba too (cameras without gradients: the usual case)."""
 
     @staticmethod
-    def forward(ctx, means, quats, scales, opacities, colors, viewmats, Ks, width, height, near, far, eps2d,
-                tile_size, stats):  # fmt: skip
+    def forward(
+        ctx, means, quats, scales, opacities, colors, viewmats, Ks, width, height, near, far, eps2d, tile_size, stats
+    ):
         K = _kernels()
         B, N = means.shape[:2]
         V, D = viewmats.shape[1], colors.shape[-1]
@@ -167,8 +219,23 @@ class _FusedRender(torch.autograd.Function):
         lo, hi = np.zeros((R, 2), np.int64), np.zeros((R, 2), np.int64)
         valid = np.zeros(R, np.bool_)
         with _LAUNCH_LOCK:
-            K._project_fwd(*arrs, width, height, float(near), float(far), float(eps2d), tile_size,
-                           means2d, conics, cov2d, feats, opac, lo, hi, valid)  # fmt: skip
+            K._project_fwd(
+                *arrs,
+                width,
+                height,
+                float(near),
+                float(far),
+                float(eps2d),
+                tile_size,
+                means2d,
+                conics,
+                cov2d,
+                feats,
+                opac,
+                lo,
+                hi,
+                valid,
+            )
             order = K._depth_order(np.ascontiguousarray(feats[:, D]), valid, B * V, N)
         cam_of = np.arange(R, dtype=np.int64) // N
         plan = _make_plan(lo, hi, cam_of, order, width, height, tile_size, B * V, False)
@@ -192,8 +259,26 @@ class _FusedRender(torch.autograd.Function):
         g_means, g_quats, g_scales = np.zeros_like(means), np.zeros_like(quats), np.zeros_like(scales)
         g_opac, g_colors = np.zeros_like(opacities), np.zeros_like(colors)
         with _LAUNCH_LOCK:
-            _kernels()._project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, valid, plan.row_offsets,
-                                    plan.row_isects, isect_grad, D, g_means, g_quats, g_scales, g_opac, g_colors)  # fmt: skip
+            _kernels()._project_bwd(
+                means,
+                quats,
+                scales,
+                viewmats,
+                Ks,
+                width,
+                height,
+                eps2d,
+                valid,
+                plan.row_offsets,
+                plan.row_isects,
+                isect_grad,
+                D,
+                g_means,
+                g_quats,
+                g_scales,
+                g_opac,
+                g_colors,
+            )
         grads = [torch.from_numpy(g).to(ctx.dtype) for g in (g_means, g_quats, g_scales, g_opac, g_colors)]
         return (*grads, None, None, None, None, None, None, None, None, None)
 
@@ -253,8 +338,22 @@ def rasterize_numba(
         projection = "numba" if means.dtype == torch.float64 else "torch"
     cameras_need_grad = torch.is_grad_enabled() and (viewmats.requires_grad or Ks.requires_grad)
     if projection == "numba" and not cameras_need_grad:
-        acc = _FusedRender.apply(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane,
-                                 far_plane, eps2d, tile_size, stats)  # fmt: skip
+        acc = _FusedRender.apply(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            near_plane,
+            far_plane,
+            eps2d,
+            tile_size,
+            stats,
+        )
         return composite_outputs(acc, B, V, height, width, backgrounds)
 
     vis = visible_footprints(
@@ -263,8 +362,17 @@ def rasterize_numba(
     with torch.no_grad():
         lo, hi = pixel_boxes(vis.means2d, vis.cov2d, vis.radii, vis.opacities, width, height, tile_size)
         depth_order = torch.sort(vis.depths.detach(), stable=True).indices
-    plan = _make_plan(lo.numpy(), hi.numpy(), vis.cam_of.numpy(), depth_order.numpy(), width, height, tile_size, B * V,
-                      means.dtype == torch.float32)  # fmt: skip
+    plan = _make_plan(
+        lo.numpy(),
+        hi.numpy(),
+        vis.cam_of.numpy(),
+        depth_order.numpy(),
+        width,
+        height,
+        tile_size,
+        B * V,
+        means.dtype == torch.float32,
+    )
     if stats is not None:
         stats["num_pairs"] = plan.count_pairs(_np(vis.means2d), _np(vis.conics), _np(vis.opacities))
         stats["num_intersections"] = int(plan.ids.shape[0])

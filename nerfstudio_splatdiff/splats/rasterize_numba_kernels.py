@@ -88,7 +88,10 @@ def _alpha(mx, my, x, y, ca, cb, cc, o, half, a_max, a_min, f32):
     if f32:
         dx32 = np.float32(mx) - np.float32(x)
         dy32 = np.float32(my) - np.float32(y)
-        s32 = np.float32(half) * (np.float32(ca) * dx32 * dx32 + np.float32(cc) * dy32 * dy32) + np.float32(cb) * dx32 * dy32
+        s32 = (
+            np.float32(half) * (np.float32(ca) * dx32 * dx32 + np.float32(cc) * dy32 * dy32)
+            + np.float32(cb) * dx32 * dy32
+        )
         if not s32 >= np.float32(0.0):
             return False, 0.0, 0.0, 0.0, 0.0, False
         e32 = np.exp(-s32)
@@ -115,8 +118,29 @@ def _alpha(mx, my, x, y, ca, cb, cc, o, half, a_max, a_min, f32):
 
 
 @njit(cache=True, parallel=True)
-def _forward(work, offsets, ids, means2d, conics, opac, feats, lo, hi, xs, ys, consts, f32,
-             tile_size, tiles_x, tiles_per_cam, width, height, out, t_final, n_last):  # fmt: skip
+def _forward(
+    work,
+    offsets,
+    ids,
+    means2d,
+    conics,
+    opac,
+    feats,
+    lo,
+    hi,
+    xs,
+    ys,
+    consts,
+    f32,
+    tile_size,
+    tiles_x,
+    tiles_per_cam,
+    width,
+    height,
+    out,
+    t_final,
+    n_last,
+):
     """out [P, C] (zeroed), t_final [P] (ones), n_last [P] (zeros): per pixel, the weighted feature sums, the
     final transmittance and the exclusive end (along its tile's list) of the Gaussians it composited.
 
@@ -156,7 +180,9 @@ def _forward(work, offsets, ids, means2d, conics, opac, feats, lo, hi, xs, ys, c
                         li = (py - y0) * tile_size + (px - x0)
                         if done[li]:
                             continue
-                        ok, a64, _e, _dx, _dy, _cl = _alpha(mx, my, xs[px], ys[py], ca, cb, cc, o, half, a_max, a_min, f32)
+                        ok, a64, _e, _dx, _dy, _cl = _alpha(
+                            mx, my, xs[px], ys[py], ca, cb, cc, o, half, a_max, a_min, f32
+                        )
                         if not ok:
                             continue
                         next_T = T[li] * (1.0 - a64)
@@ -182,8 +208,30 @@ def _forward(work, offsets, ids, means2d, conics, opac, feats, lo, hi, xs, ys, c
 
 
 @njit(cache=True, parallel=True)
-def _backward(work, offsets, ids, means2d, conics, opac, feats, lo, hi, xs, ys, consts, f32,
-              tile_size, tiles_x, tiles_per_cam, width, height, t_final, n_last, grad_out, isect_grad):  # fmt: skip
+def _backward(
+    work,
+    offsets,
+    ids,
+    means2d,
+    conics,
+    opac,
+    feats,
+    lo,
+    hi,
+    xs,
+    ys,
+    consts,
+    f32,
+    tile_size,
+    tiles_x,
+    tiles_per_cam,
+    width,
+    height,
+    t_final,
+    n_last,
+    grad_out,
+    isect_grad,
+):
     """isect_grad [n_isect, C + 6] (zeroed): per (tile, Gaussian) row d/d(feats C, mean x, y, conic a, b, c, opacity).
 
     Back to front over each tile's list (Gaussian-major, as the forward); per pixel the transmittance in front of
@@ -231,8 +279,9 @@ def _backward(work, offsets, ids, means2d, conics, opac, feats, lo, hi, xs, ys, 
                         li = (py - y0) * tile_size + (px - x0)
                         if k >= last[li]:
                             continue
-                        ok, a64, e, dx64, dy64, clamped = _alpha(mx, my, xs[px], ys[py], ca, cb, cc, o, half, a_max,
-                                                                 a_min, f32)  # fmt: skip
+                        ok, a64, e, dx64, dy64, clamped = _alpha(
+                            mx, my, xs[px], ys[py], ca, cb, cc, o, half, a_max, a_min, f32
+                        )
                         if not ok:
                             continue
                         one_minus = 1.0 - a64
@@ -276,8 +325,25 @@ def _reduce_rows(row_offsets, row_isects, isect_grad):
 
 
 @njit(cache=True, parallel=True)
-def _count_pairs(work, offsets, ids, means2d, conics, opac, lo, hi, xs, ys, consts, f32,
-                 tile_size, tiles_x, tiles_per_cam, width, height):  # fmt: skip
+def _count_pairs(
+    work,
+    offsets,
+    ids,
+    means2d,
+    conics,
+    opac,
+    lo,
+    hi,
+    xs,
+    ys,
+    consts,
+    f32,
+    tile_size,
+    tiles_x,
+    tiles_per_cam,
+    width,
+    height,
+):
     """Pairs with alpha >= 1/255 (before the transmittance cut-off): the torch path's `num_pairs`, for stats."""
     half, a_max, a_min = consts[0], consts[1], consts[2]
     total = np.zeros(work.shape[0], np.int64)
@@ -294,8 +360,20 @@ def _count_pairs(work, offsets, ids, means2d, conics, opac, lo, hi, xs, ys, cons
                 g = ids[start + k]
                 for py in range(max(lo[g, 1], y0), min(hi[g, 1], y1)):
                     for px in range(max(lo[g, 0], x0), min(hi[g, 0], x1)):
-                        ok = _alpha(means2d[g, 0], means2d[g, 1], xs[px], ys[py], conics[g, 0], conics[g, 1],
-                                    conics[g, 2], opac[g], half, a_max, a_min, f32)[0]  # fmt: skip
+                        ok = _alpha(
+                            means2d[g, 0],
+                            means2d[g, 1],
+                            xs[px],
+                            ys[py],
+                            conics[g, 0],
+                            conics[g, 1],
+                            conics[g, 2],
+                            opac[g],
+                            half,
+                            a_max,
+                            a_min,
+                            f32,
+                        )[0]
                         if ok:
                             total[chunk] += 1
     return total.sum()
@@ -321,6 +399,7 @@ def _mm(A, B):
         A[6] * B[2] + A[7] * B[5] + A[8] * B[8],
     )
 
+
 @njit(cache=True)
 def _mmT(A, B):
     """A @ B^T."""
@@ -335,8 +414,17 @@ def _mTm(A, B):
 
 @njit(cache=True)
 def _add9(A, B):
-    return (A[0] + B[0], A[1] + B[1], A[2] + B[2], A[3] + B[3], A[4] + B[4], A[5] + B[5], A[6] + B[6], A[7] + B[7],
-            A[8] + B[8])  # fmt: skip
+    return (
+        A[0] + B[0],
+        A[1] + B[1],
+        A[2] + B[2],
+        A[3] + B[3],
+        A[4] + B[4],
+        A[5] + B[5],
+        A[6] + B[6],
+        A[7] + B[7],
+        A[8] + B[8],
+    )
 
 
 @njit(cache=True)
@@ -350,23 +438,41 @@ def _rotmat(quat):
     qn = np.sqrt(quat[0] * quat[0] + quat[1] * quat[1] + quat[2] * quat[2] + quat[3] * quat[3])
     w, x, y, z = quat[0] / qn, quat[1] / qn, quat[2] / qn, quat[3] / qn
     R = (
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    )  # fmt: skip
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - w * z),
+        2 * (x * z + w * y),
+        2 * (x * y + w * z),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - w * x),
+        2 * (x * z - w * y),
+        2 * (y * z + w * x),
+        1 - 2 * (x * x + y * y),
+    )
     return (w, x, y, z), R, qn
 
 
 @njit(cache=True)
 def _camera(viewmats, Ks, b, v, width, height):
-    W = (viewmats[b, v, 0, 0], viewmats[b, v, 0, 1], viewmats[b, v, 0, 2],
-         viewmats[b, v, 1, 0], viewmats[b, v, 1, 1], viewmats[b, v, 1, 2],
-         viewmats[b, v, 2, 0], viewmats[b, v, 2, 1], viewmats[b, v, 2, 2])  # fmt: skip
+    W = (
+        viewmats[b, v, 0, 0],
+        viewmats[b, v, 0, 1],
+        viewmats[b, v, 0, 2],
+        viewmats[b, v, 1, 0],
+        viewmats[b, v, 1, 1],
+        viewmats[b, v, 1, 2],
+        viewmats[b, v, 2, 0],
+        viewmats[b, v, 2, 1],
+        viewmats[b, v, 2, 2],
+    )
     t = (viewmats[b, v, 0, 3], viewmats[b, v, 1, 3], viewmats[b, v, 2, 3])
     fx, fy, cx, cy = Ks[b, v, 0, 0], Ks[b, v, 1, 1], Ks[b, v, 0, 2], Ks[b, v, 1, 2]
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
-    lims = ((width - cx) / fx + 0.3 * tan_fovx, cx / fx + 0.3 * tan_fovx,
-            (height - cy) / fy + 0.3 * tan_fovy, cy / fy + 0.3 * tan_fovy)  # fmt: skip
+    lims = (
+        (width - cx) / fx + 0.3 * tan_fovx,
+        cx / fx + 0.3 * tan_fovx,
+        (height - cy) / fy + 0.3 * tan_fovy,
+        cy / fy + 0.3 * tan_fovy,
+    )
     return W, t, (fx, fy, cx, cy), lims
 
 
@@ -381,8 +487,29 @@ def _cov2d(Sc, pz, ux_c, uy_c, fx, fy, eps2d):
 
 
 @njit(cache=True, parallel=True)
-def _project_fwd(means, quats, scales, opac, colors, viewmats, Ks, width, height, near, far, eps2d, tile_size,
-                 means2d, conics, cov2d, feats, opac_row, lo, hi, valid):  # fmt: skip
+def _project_fwd(
+    means,
+    quats,
+    scales,
+    opac,
+    colors,
+    viewmats,
+    Ks,
+    width,
+    height,
+    near,
+    far,
+    eps2d,
+    tile_size,
+    means2d,
+    conics,
+    cov2d,
+    feats,
+    opac_row,
+    lo,
+    hi,
+    valid,
+):
     """Per row: 2D mean, conic, 2D covariance (a, b, c), features (colour, depth, 1), opacity, pixel box, valid."""
     B, N = means.shape[0], means.shape[1]
     V = viewmats.shape[1]
@@ -471,8 +598,26 @@ def _depth_order(depth, valid, num_cams, N):
 
 
 @njit(cache=True, parallel=True)
-def _project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, valid, row_offsets, row_isects,
-                 isect_grad, D, g_means, g_quats, g_scales, g_opac, g_colors):  # fmt: skip
+def _project_bwd(
+    means,
+    quats,
+    scales,
+    viewmats,
+    Ks,
+    width,
+    height,
+    eps2d,
+    valid,
+    row_offsets,
+    row_isects,
+    isect_grad,
+    D,
+    g_means,
+    g_quats,
+    g_scales,
+    g_opac,
+    g_colors,
+):
     """Sum each row's intersection gradients, then back through the projection to the 3D parameters (zeroed)."""
     B, N = means.shape[0], means.shape[1]
     V = viewmats.shape[1]
@@ -483,8 +628,17 @@ def _project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, valid
         q, R, qn = _rotmat((quats[b, n, 0], quats[b, n, 1], quats[b, n, 2], quats[b, n, 3]))
         w, x, y, z = q
         sc = (scales[b, n, 0], scales[b, n, 1], scales[b, n, 2])
-        M = (R[0] * sc[0], R[1] * sc[1], R[2] * sc[2], R[3] * sc[0], R[4] * sc[1], R[5] * sc[2],
-             R[6] * sc[0], R[7] * sc[1], R[8] * sc[2])  # fmt: skip
+        M = (
+            R[0] * sc[0],
+            R[1] * sc[1],
+            R[2] * sc[2],
+            R[3] * sc[0],
+            R[4] * sc[1],
+            R[5] * sc[2],
+            R[6] * sc[0],
+            R[7] * sc[1],
+            R[8] * sc[2],
+        )
         S = _mmT(M, M)
         m0, m1, m2 = means[b, n, 0], means[b, n, 1], means[b, n, 2]
         dS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -549,14 +703,27 @@ def _project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, valid
         g_means[b, n, 0], g_means[b, n, 1], g_means[b, n, 2] = gm0, gm1, gm2
         # Sigma = M M^T, M = R diag(s), R from the normalised quaternion.
         dM = _mm(_add9(dS, _T9(dS)), M)
-        gR = (dM[0] * sc[0], dM[1] * sc[1], dM[2] * sc[2], dM[3] * sc[0], dM[4] * sc[1], dM[5] * sc[2],
-              dM[6] * sc[0], dM[7] * sc[1], dM[8] * sc[2])  # fmt: skip
+        gR = (
+            dM[0] * sc[0],
+            dM[1] * sc[1],
+            dM[2] * sc[2],
+            dM[3] * sc[0],
+            dM[4] * sc[1],
+            dM[5] * sc[2],
+            dM[6] * sc[0],
+            dM[7] * sc[1],
+            dM[8] * sc[2],
+        )
         for j in range(3):
             g_scales[b, n, j] = dM[j] * R[j] + dM[3 + j] * R[3 + j] + dM[6 + j] * R[6 + j]
         dw = 2 * (-z * gR[1] + y * gR[2] + z * gR[3] - x * gR[5] - y * gR[6] + x * gR[7])
         dx = 2 * (y * gR[1] + z * gR[2] + y * gR[3] - 2 * x * gR[4] - w * gR[5] + z * gR[6] + w * gR[7] - 2 * x * gR[8])
-        dy = 2 * (-2 * y * gR[0] + x * gR[1] + w * gR[2] + x * gR[3] + z * gR[5] - w * gR[6] + z * gR[7] - 2 * y * gR[8])
-        dz = 2 * (-2 * z * gR[0] - w * gR[1] + x * gR[2] + w * gR[3] - 2 * z * gR[4] + y * gR[5] + x * gR[6] + y * gR[7])
+        dy = 2 * (
+            -2 * y * gR[0] + x * gR[1] + w * gR[2] + x * gR[3] + z * gR[5] - w * gR[6] + z * gR[7] - 2 * y * gR[8]
+        )
+        dz = 2 * (
+            -2 * z * gR[0] - w * gR[1] + x * gR[2] + w * gR[3] - 2 * z * gR[4] + y * gR[5] + x * gR[6] + y * gR[7]
+        )
         dot = w * dw + x * dx + y * dy + z * dz
         g_quats[b, n, 0] = (dw - w * dot) / qn
         g_quats[b, n, 1] = (dx - x * dot) / qn

@@ -30,7 +30,7 @@ def pixel_boxes(
     means2d: Float[Tensor, "G 2"],
     cov2d: Float[Tensor, "G 2 2"],
     radii: Tensor,
-    opacities: Float[Tensor, "G"],
+    opacities: Float[Tensor, " G"],
     width: int,
     height: int,
     tile_size: int,
@@ -68,7 +68,7 @@ def _candidate_pairs(
     means2d: Float[Tensor, "G 2"],
     cov2d: Float[Tensor, "G 2 2"],
     radii: Tensor,
-    opacities: Float[Tensor, "G"],
+    opacities: Float[Tensor, " G"],
     width: int,
     height: int,
     tile_size: int,
@@ -93,10 +93,10 @@ class Visible:
 
     valid_idx: Tensor  # [G] index into B*V*N
     cam_of: Tensor  # [G] camera of each row
-    depths: Float[Tensor, "G"]
+    depths: Float[Tensor, " G"]
     means2d: Float[Tensor, "G 2"]
     conics: Float[Tensor, "G 3"]
-    opacities: Float[Tensor, "G"]
+    opacities: Float[Tensor, " G"]
     cov2d: Float[Tensor, "G 2 2"]
     radii: Tensor  # [G]
     feats: Float[Tensor, "G C"]  # what a pair deposits into its pixel: colour (D), depth, 1 (for the alpha)
@@ -117,9 +117,7 @@ def visible_footprints(
     cam_of = torch.div(valid_idx, N, rounding_mode="floor")  # [G]
     scene_gauss = torch.div(cam_of, V, rounding_mode="floor") * N + valid_idx % N  # index into [B*N]
     depths = proj.depths.reshape(-1)[valid_idx]
-    feats = torch.cat(
-        [colors.reshape(B * N, D)[scene_gauss], depths[:, None], torch.ones_like(depths)[:, None]], 1
-    )
+    feats = torch.cat([colors.reshape(B * N, D)[scene_gauss], depths[:, None], torch.ones_like(depths)[:, None]], 1)
     return Visible(
         valid_idx=valid_idx,
         cam_of=cam_of,
@@ -173,8 +171,14 @@ def rasterize_torch(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane, far_plane, eps2d
     )
     valid_idx, cam_of, depths, means2d, conics, opac, feats = (
-        vis.valid_idx, vis.cam_of, vis.depths, vis.means2d, vis.conics, vis.opacities, vis.feats
-    )  # fmt: skip
+        vis.valid_idx,
+        vis.cam_of,
+        vis.depths,
+        vis.means2d,
+        vis.conics,
+        vis.opacities,
+        vis.feats,
+    )
     G = valid_idx.shape[0]
 
     def alpha_of(gid: Tensor, pix: Tensor) -> tuple[Tensor, Tensor]:
@@ -186,8 +190,14 @@ def rasterize_torch(
 
     with torch.no_grad():
         gid, x, y = _candidate_pairs(
-            means2d, vis.cov2d, vis.radii, opac, width, height, tile_size,
-        )  # fmt: skip
+            means2d,
+            vis.cov2d,
+            vis.radii,
+            opac,
+            width,
+            height,
+            tile_size,
+        )
         pix = (cam_of[gid] * height + y) * width + x  # flat pixel over all cameras
         del x, y
         alpha, sigma = alpha_of(gid, pix)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Literal, Union
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from nerfstudio_splatdiff.data.cameras import check_finite_camera
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats.cameras import check_finite_camera
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
 from nerfstudio_splatdiff.splats.rasterize_gsplat import rasterize_gsplat
 from nerfstudio_splatdiff.splats.rasterize_numba import numba_available, numba_import_error, rasterize_numba
@@ -41,7 +41,12 @@ def default_backend(device: Union[torch.device, str], dtype: torch.dtype = torch
         return "torch"
     if dev.type == "cuda":
         return "gsplat" if wanted in ("auto", "gsplat") else "torch"
-    if dev.type == "cpu" and wanted in ("auto", "numba") and numba_available() and dtype in (torch.float32, torch.float64):
+    if (
+        dev.type == "cpu"
+        and wanted in ("auto", "numba")
+        and numba_available()
+        and dtype in (torch.float32, torch.float64)
+    ):
         return "numba"
     return "torch"
 
@@ -114,7 +119,9 @@ def render_gaussians(
         background = torch.zeros(3, dtype=dtype, device=dev)
     background = torch.as_tensor(background, dtype=dtype, device=dev)
     if background.shape[-1] != 3 or background.dim() > 3:
-        raise SplatdiffError(f"background must be an RGB colour [3], [B, 3] or [B, V, 3]; got {list(background.shape)}.")
+        raise SplatdiffError(
+            f"background must be an RGB colour [3], [B, 3] or [B, V, 3]; got {list(background.shape)}."
+        )
     while background.dim() < 3:
         background = background.unsqueeze(-2)
     backgrounds = background.expand(B, V, 3)
@@ -134,8 +141,19 @@ def render_gaussians(
     if fn is None:
         raise SplatdiffError(f"Unknown render backend {backend!r}: use 'auto', 'torch', 'numba' or 'gsplat'.")
     rgb, alpha, depth = fn(
-        gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.colors,
-        viewmats.to(dtype), Ks.to(dtype), width, height, backgrounds,
-        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, tile_size=tile_size,
-    )  # fmt: skip
+        gaussians.means,
+        gaussians.quats,
+        gaussians.scales,
+        gaussians.opacities,
+        gaussians.colors,
+        viewmats.to(dtype),
+        Ks.to(dtype),
+        width,
+        height,
+        backgrounds,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        eps2d=eps2d,
+        tile_size=tile_size,
+    )
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)

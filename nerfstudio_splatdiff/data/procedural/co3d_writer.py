@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nerfstudio_splatdiff.data.cameras import opencv_w2c_to_pytorch3d, pixel_to_ndc_isotropic
+from nerfstudio_splatdiff.splats.cameras import opencv_w2c_to_pytorch3d, pixel_to_ndc_isotropic
 from nerfstudio_splatdiff.data.co3d_format import write_depth_png
 from nerfstudio_splatdiff.data.procedural.scenes import sample_scene
 
@@ -85,7 +85,7 @@ def write_scene(task: SceneTask) -> tuple[int, list[dict], dict]:
                 "intrinsics_format": "ndc_isotropic",
             },
             "meta": {},
-        })  # fmt: skip
+        })
     seq_anno = {
         "sequence_name": seq,
         "category": task.category,

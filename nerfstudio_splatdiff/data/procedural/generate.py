@@ -72,13 +72,13 @@ __all__ = [
     "ANNOTATION_FILES", "BACKGROUND", "FPS", "GENERATOR", "OBJECT_COVERAGE", "OBJECT_KNOB_SIZE", "SCENE_KINDS", "SUBSETS",
     "ProceduralScene", "SceneKind", "SceneTask", "camera_center", "drawn_mode", "generate_dataset", "mode_palette",
     "sample_scene", "sequence_name", "split_of", "write_preview", "write_scene",
-]  # fmt: skip
+]
 
 
 def _validate(
     scenes: int, views: int, resolution: int, num_modes: int, workers: int, category: str,
     kind: str = "full", force_mode: Optional[int] = None,
-) -> None:  # fmt: skip
+) -> None:
     """One clear error per bad argument, before anything is written."""
     if kind not in SCENE_KINDS:
         raise SplatdiffError(f"--kind must be one of {', '.join(SCENE_KINDS)} (got {kind!r}).")
@@ -128,7 +128,7 @@ def _init_worker() -> None:
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=CONSOLE)  # fmt: skip
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=CONSOLE)
 
 
 def _run_tasks(tasks: list[SceneTask], workers: int) -> dict[int, tuple[list[dict], dict]]:
@@ -188,7 +188,7 @@ def generate_dataset(
     root = Path(output)
     cat_dir = _prepare_output(root, category, overwrite)
     tasks = [SceneTask(str(root), category, seed, i, views, resolution, num_modes, kind, force_mode)
-             for i in range(scenes)]  # fmt: skip
+             for i in range(scenes)]
     results = _run_tasks(tasks, workers)
     frames = [fr for i in range(scenes) for fr in results[i][0]]
     seqs = [results[i][1] for i in range(scenes)]

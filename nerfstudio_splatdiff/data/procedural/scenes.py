@@ -119,7 +119,7 @@ def _object_environment(rng: np.random.Generator) -> dict:
     """Light of an `object` scene (its own stream, as in `full` scenes), no ground, a plain white background."""
     env = _sample_environment(rng)
     return dict(ground=None, light_dir=env["light_dir"], ambient=env["ambient"], diffuse=env["diffuse"],
-                sky_top=BACKGROUND.copy(), sky_horizon=BACKGROUND.copy())  # fmt: skip
+                sky_top=BACKGROUND.copy(), sky_horizon=BACKGROUND.copy())
 
 
 def _coverage(prims: list, w2c: np.ndarray, K: np.ndarray, resolution: int, size: int = 48) -> float:
@@ -132,7 +132,7 @@ def _coverage(prims: list, w2c: np.ndarray, K: np.ndarray, resolution: int, size
 
 
 def _fit_coverage(prims: list, center: np.ndarray, w2c: np.ndarray, K: np.ndarray, resolution: int,
-                  target: float) -> None:  # fmt: skip
+                  target: float) -> None:
     """Scale the primitives about `center` until the object covers about `target` of view `w2c` (two passes)."""
     for _ in range(2):
         frac = _coverage(prims, w2c, K, resolution)
@@ -183,4 +183,4 @@ def sample_scene(
     env = _object_environment(rng_env) if kind == "object" else _sample_environment(rng_env)
     scene = RayScene(primitives=prims, back_side=BackSide(center, back_dir, back_tex, hidden_from=eye0), **env)
     return ProceduralScene(scene, w2c, K, resolution, back_mode, num_modes, back_dir, center,
-                           _bounding_radius(prims, center))  # fmt: skip
+                           _bounding_radius(prims, center))

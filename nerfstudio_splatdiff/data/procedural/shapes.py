@@ -83,7 +83,7 @@ def _frame_along(u: np.ndarray) -> np.ndarray:
     return np.stack([u, np.cross(_Z, u), _Z], axis=1)
 
 
-def _small_tilt(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+def _small_tilt(rng: np.random.Generator, max_deg: int | float) -> np.ndarray:
     """Rotation by up to max_deg about a random horizontal axis (Rodrigues)."""
     axis = np.array([*_unit(rng.normal(size=2)), 0.0])
     a = math.radians(rng.uniform(-max_deg, max_deg))

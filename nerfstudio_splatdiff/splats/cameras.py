@@ -35,7 +35,8 @@ def invert_rigid(M: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:
 
 
 def pytorch3d_to_opencv_w2c(R: Float[Tensor, "*b 3 3"], T: Float[Tensor, "*b 3"]) -> Float[Tensor, "*b 4 4"]:
-    """PyTorch3D (R, T) as stored by CO3D -> OpenCV world-to-camera: R_cv = diag(-1,-1,1) R^T, t_cv = diag(-1,-1,1) T."""
+    """PyTorch3D (R, T) as stored by CO3D -> OpenCV world-to-camera:
+    R_cv = diag(-1,-1,1) R^T, t_cv = diag(-1,-1,1) T."""
     flip = _FLIP_XY.to(R)
     return make_rigid(flip[:, None] * R.transpose(-1, -2), flip * T)
 
@@ -108,7 +109,9 @@ def nearest_point_to_axes(c2w: Float[Tensor, "V 4 4"]) -> Float[Tensor, "3"]:
     origins = c2w[:, :3, 3].double()
     dirs = c2w[:, :3, 2].double()
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    P = torch.eye(3, dtype=dirs.dtype, device=dirs.device) - dirs[:, :, None] * dirs[:, None, :]  # projectors orthogonal to each axis
+    P = (
+        torch.eye(3, dtype=dirs.dtype, device=dirs.device) - dirs[:, :, None] * dirs[:, None, :]
+    )  # projectors orthogonal to each axis
     A = P.sum(0)
     b = (P @ origins[:, :, None]).sum(0)
     if torch.linalg.matrix_rank(A) < 3:
@@ -134,6 +137,12 @@ def nerfstudio_cameras(c2w: Float[Tensor, "*b 4 4"], K: Float[Tensor, "*b 3 3"],
     gl = opencv_c2w_to_opengl_c2w(c2w)[..., :3, :4]
     ones = torch.ones_like(K[..., 0, 0:1])
     return Cameras(
-        camera_to_worlds=gl, fx=K[..., 0, 0:1], fy=K[..., 1, 1:2], cx=K[..., 0, 2:3], cy=K[..., 1, 2:3],
-        width=(ones * width).long(), height=(ones * height).long(), camera_type=CameraType.PERSPECTIVE,
-    )  # fmt: skip
+        camera_to_worlds=gl,
+        fx=K[..., 0, 0:1],
+        fy=K[..., 1, 1:2],
+        cx=K[..., 0, 2:3],
+        cy=K[..., 1, 2:3],
+        width=(ones * width).long(),
+        height=(ones * height).long(),
+        camera_type=CameraType.PERSPECTIVE,
+    )
