@@ -98,6 +98,7 @@ def main() -> None:
         help="time this command instead of the installed splatdiff-sample (e.g. `python old_sample.py`)",
     )
     ap.add_argument("--json", type=Path, help="write here instead of benchmarks/results/sample_latency_<device>.json")
+    ap.add_argument("--note", default="", help="free text kept in the JSON (e.g. what else ran on the machine)")
     args = ap.parse_args()
 
     from rich.console import Console
@@ -143,6 +144,7 @@ def main() -> None:
         "num_samples": args.num_samples,
         "repeats": args.repeats,
         "targets_wall_s": TARGETS,
+        "note": args.note,
         "cases": results,
     }
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")

@@ -82,6 +82,22 @@ def test_no_turntable_writes_the_splats_and_the_same_contact_sheet_without_turnt
     assert fast.shape == full.shape and np.abs(fast - full).max() <= 2
 
 
+def test_flag_errors_need_no_torch_and_loading_a_run_config_skips_torchs_compiler(tiny_var_run):
+    _, config = tiny_var_run
+    code = f"""
+import sys
+from nerfstudio_splatdiff.scripts import sample
+try:
+    sample.check_generation_flags(0, None, None, 0)
+except sample.SplatdiffError:
+    pass
+assert "torch" not in sys.modules, "the command module or a flag error imported torch"
+assert sample.run_kind({str(config)!r}) == "var"
+assert "torch._inductor.compile_fx" not in sys.modules, "loading config.yml imported torch's inductor compiler"
+"""
+    run_cli([sys.executable, "-c", code])
+
+
 def test_render_blocks_cover_every_view_of_every_sample_once_within_the_memory_budget():
     from nerfstudio_splatdiff.scripts.sample import MAX_RENDER_PAIRS, MAX_RENDER_PIXELS, render_blocks
 

@@ -2,7 +2,8 @@
 
 For each input image it writes, under <output-dir>/<image name>/:
   sample_XX.ply       a standard 3DGS .ply per sample (input camera frame, OpenCV: x right, y down, z forward)
-  turntable_XX.gif    (or .mp4) the sample orbiting about the object, starting from the input view
+  turntable_XX.gif    (or .mp4) the sample orbiting about the object, starting from the input view (none with
+                      --no-turntable, the fast path)
   contact_sheet.png   one row per sample: input | rendered from the input view | side | back | other side
   summary.json        settings, timings, device and the files written
 A splatdiff-diffusion run gives N different completions; a splatdiff-var or -regression run gives its single
@@ -32,6 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models.run_kind import RunKind
 from nerfstudio_splatdiff.safety import (
     atomic_write_text,
     check_output_dir,
@@ -41,9 +43,6 @@ from nerfstudio_splatdiff.safety import (
     safe_name,
 )
 from nerfstudio_splatdiff.scripts.cli import run_command
-
-RunKind = Literal["var", "regression", "diffusion"]
-"""What a splatdiff run is (`SceneModelConfig.run_kind`), spelled here so this module imports without the model code."""
 
 # torch, numpy, PIL, nerfstudio, diffusers and the model code are imported where they are used, not here: `--help`
 # and the errors a user can cause (bad flags, a missing image or config) then answer in a fraction of a second
@@ -59,8 +58,9 @@ MAX_RENDER_SIZE = 2048
 MAX_TURNTABLE_FRAMES = 720
 MAX_SEED = 2**63 - 1
 MAX_RENDER_PAIRS = 2_000_000
-"""Most (Gaussian, camera) pairs in one render call: the renderers hold a few hundred bytes per pair, so about
-0.5-1 GB at most; the default 4 samples x 24 views x 8192 Gaussians (0.8 M) fit in one call."""
+"""Most (Gaussian, camera) pairs in one render call: the numba renderer took about 230 bytes a pair (peak memory of
+the defaults, 4 samples x 24 views x 8192 Gaussians = 0.8 M pairs in one call, was 1.41 GB against 1.23 GB with 12
+views of one sample a call), so at most about 0.5 GB."""
 MAX_RENDER_PIXELS = 8_000_000
 """Most output pixels (over all cameras) in one render call (the CPU renderers keep ~48 bytes a pixel)."""
 GIF_FPS = 12
@@ -169,7 +169,7 @@ class Sample:
     focal: Optional[float] = None
     """Focal length in pixels of the original image (instead of --fov-deg)."""
     render_size: int = 128
-    """Pixel size of the turntable and contact-sheet renders (twice the models' 64-pixel input)."""
+    """Pixel size of the turntable and contact-sheet renders (the small presets' inputs are 64 pixels)."""
     turntable: bool = True
     """Write a turntable per sample; --no-turntable writes only the .ply files and the contact sheet (the fast
     path: 4 renders per sample instead of --turntable-frames)."""
@@ -537,6 +537,7 @@ def _write_video(path: Path, frames: Any, fps: int = GIF_FPS) -> Path:
 
 
 def _cuda_available() -> bool:
+    """torch.cuda.is_available(), importing torch only when asked."""
     import torch
 
     return torch.cuda.is_available()
