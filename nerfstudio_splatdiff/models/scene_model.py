@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import viser.transforms as vtf
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models.run_kind import RunKind  # noqa: F401 (re-exported for the models)
 from nerfstudio_splatdiff.splats import Gaussians, render_gaussians
 from nerfstudio_splatdiff.splats.cameras import invert_rigid, opengl_c2w_to_opencv_c2w
 
@@ -30,10 +31,6 @@ MAX_VIEWER_TARGET_FRUSTA = 128
 """Target cameras drawn for the chosen scene (evenly spaced when it has more): enough to show the orbit or path."""
 INPUT_FRUSTUM_COLOR = (255, 211, 105)  # the viewer's brand colour: the camera the scene was reconstructed from
 TARGET_FRUSTUM_COLOR = (120, 160, 255)
-
-RunKind = Literal["var", "regression", "diffusion"]
-"""What a splatdiff run is: a VAR and the regression baseline reconstruct (one deterministic answer per input); a
-diffusion run samples (a different complete scene per seed) and decodes through a frozen VAR."""
 
 
 @dataclass
