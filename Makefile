@@ -41,7 +41,7 @@ browser:
 test: install browser
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile
 
 bench: install
 	$(PY) benchmarks/render.py --json benchmarks/results/render_cpu.json

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -121,7 +123,7 @@ def run_case(case: str, quick: bool, device: str, repeats: int) -> dict:
     if stats:
         res_d["num_pairs"] = stats["num_pairs"]
         res_d["pairs_per_s"] = stats["num_pairs"] / (ms / 1000)
-    torch.save(out, ROOT / f".bench_{case}.pt")
+    torch.save(out, Path(os.environ["SPLATDIFF_BENCH_SCRATCH"]) / f"{case}.pt")
     return res_d
 
 
@@ -136,11 +138,12 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
-def _subprocess(case: str, quick: bool, device: str, repeats: int) -> dict:
+def _subprocess(case: str, quick: bool, device: str, repeats: int, scratch: str) -> dict:
+    """One case in a fresh process (its own peak memory); its outputs and gradients land in `scratch`."""
     cmd = [sys.executable, __file__, "--case", case, "--device", device, "--repeats", str(repeats)]
     if quick:
         cmd.append("--quick")
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SPLATDIFF_BENCH_SCRATCH": scratch})
     if out.returncode != 0:  # say why (the child's own error), not just that it failed
         raise SystemExit(f"benchmark case {case} on {device} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -152,6 +155,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        help="only these cases (default: all this device has; full_tiled, small_tiled and "
+        "small_dense are always run: the summary is made of them)",
+    )
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
@@ -166,16 +175,19 @@ def main() -> None:
         cases[1:1] = ["full_numba", "full_numba_fast", "small_numba"]
     if args.device == "cuda":
         cases.append("full_gsplat")
+    if args.cases:
+        unknown = sorted(set(args.cases) - set(cases))
+        if unknown:
+            raise SystemExit(f"unknown or unavailable case(s) {unknown}: choose from {cases}")
+        cases = [c for c in cases if c in args.cases or c in ("full_tiled", "small_tiled", "small_dense")]
     results = {}
     console = Console()
-    with console.status("benchmarking") as status:
+    with tempfile.TemporaryDirectory() as scratch, console.status("benchmarking") as status:
         for case in cases:
             status.update(f"running {case}")
             reps = 1 if case == "small_dense" else args.repeats
-            results[case] = _subprocess(case, args.quick, args.device, reps)
-    saved = {case: torch.load(ROOT / f".bench_{case}.pt") for case in cases}
-    for case in cases:
-        (ROOT / f".bench_{case}.pt").unlink(missing_ok=True)
+            results[case] = _subprocess(case, args.quick, args.device, reps, scratch)
+        saved = {case: torch.load(Path(scratch) / f"{case}.pt") for case in cases}
     err = float((saved["small_tiled"]["rgb"] - saved["small_dense"]["rgb"]).abs().max())
     dev_name = (
         torch.cuda.get_device_name()
@@ -197,7 +209,7 @@ def main() -> None:
         "max_abs_err_vs_dense": err,
         "cases": results,
     }
-    if "full_numba" in results:
+    if {"full_numba", "full_numba_fast", "small_numba"} <= results.keys():
         n, t = results["full_numba"], results["full_tiled"]
         summary.update(
             {

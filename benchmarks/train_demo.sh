@@ -40,7 +40,8 @@ train() {  # train METHOD STEPS [extra ns-train flags...]: train or resume a run
     echo "$method: resuming after step $done_step"
     resume=(--load-dir "$run/nerfstudio_models")
   fi
-  "$BIN/ns-train" "$method" --max-num-iterations "$steps" --vis tensorboard --output-dir "$OUT" \
+  # nerfstudio counts --max-num-iterations from the step it resumes at: ask for the steps still missing.
+  "$BIN/ns-train" "$method" --max-num-iterations $((steps - done_step - 1)) --vis tensorboard --output-dir "$OUT" \
     --experiment-name demo --timestamp run "${resume[@]}" "$@" co3d-data --data "$DATA"
 }
 

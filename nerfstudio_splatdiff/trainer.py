@@ -1,6 +1,7 @@
 """nerfstudio's Trainer with safe checkpoints: every `step-*.ckpt` is written to a temporary file and renamed into
 place (a run killed while saving never leaves a truncated checkpoint), and a resume (`--load-dir`) uses the newest
-checkpoint that loads, as weights only, naming any it had to skip.
+checkpoint that loads, naming any it had to skip. A weights-only checkpoint (a slim copy, e.g. the shipped
+`checkpoints/demo`) is a warm start: training goes on from its weights and step with fresh optimiser state.
 
 In a run of several processes (`--machine.num-devices`, `--machine.num-machines`) every rank also writes, when
 training completes, `ranks/rank-<r>.json` in the run folder: a checksum of its final weights and the training
@@ -71,6 +72,12 @@ class SplatdiffTrainer(Trainer):
             return
         self._start_step = loaded_state["step"] + 1
         self.pipeline.load_pipeline(loaded_state["pipeline"], loaded_state["step"])
+        if "optimizers" not in loaded_state:
+            CONSOLE.print(
+                f"{load_path} holds weights only (a slim copy): training goes on from its weights after step "
+                f"{loaded_state['step']} with fresh optimiser state."
+            )
+            return
         self.optimizers.load_optimizers(loaded_state["optimizers"])
         if "schedulers" in loaded_state and self.config.load_scheduler:
             self.optimizers.load_schedulers(loaded_state["schedulers"])

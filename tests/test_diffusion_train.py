@@ -74,19 +74,31 @@ def test_samples_differ_and_viewer_renders(diffusion_run):
 
 
 def test_missing_or_mismatched_var_checkpoint(tiny_var_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    import method_configs.splatdiff_methods as methods
+    from nerfstudio_splatdiff.errors import SplatdiffError
+    from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
+
     root, var_config = tiny_var_run
-    base = train_cmd("splatdiff-diffusion-small", root / "data", tmp_path / "o", root / "cache", 2)
-    missing = run_cli(
-        base[:2] + ["--pipeline.model.var-checkpoint", str(tmp_path / "nope.yml")] + base[2:], check=False
+    # On the command line: one clear message before any training.
+    none = run_cli(
+        train_cmd("splatdiff-diffusion-small", root / "data", tmp_path / "o", root / "cache", 2), check=False
     )
-    assert missing.returncode != 0 and "No VAR checkpoint at" in missing.stdout + missing.stderr
-    none = run_cli(base, check=False)
     assert none.returncode != 0 and "needs a trained VAR" in none.stdout + none.stderr
-    # A regression run is not a VAR.
-    run_cli(train_cmd("splatdiff-regression-small", root / "data", tmp_path / "reg", root / "cache", 1))
-    (reg_config,) = (tmp_path / "reg").glob("*/*/*/config.yml")
-    wrong = run_cli(base[:2] + ["--pipeline.model.var-checkpoint", str(reg_config)] + base[2:], check=False)
-    assert wrong.returncode != 0 and "not a splatdiff-var run" in wrong.stdout + wrong.stderr
+    # What --pipeline.model.var-checkpoint is checked with (in process: each ns-train start costs ~20 s).
+    with pytest.raises(SplatdiffError, match="No VAR checkpoint at"):
+        load_frozen_var(tmp_path / "nope.yml")
+    # A regression run (its config.yml beside a checkpoint) is not a VAR.
+    reg = tmp_path / "reg" / "config.yml"
+    (reg.parent / "nerfstudio_models").mkdir(parents=True)
+    shutil.copy(next((var_config.parent / "nerfstudio_models").glob("*.ckpt")), reg.parent / "nerfstudio_models")
+    reg.write_text(yaml.dump(methods.splatdiff_regression_small.config))
+    with pytest.raises(SplatdiffError, match="not a splatdiff-var run"):
+        load_frozen_var(reg)
+    assert load_frozen_var(var_config)[0] is not None
 
 
 def test_slim_runs_sample_like_the_originals_at_a_fraction_of_the_size(diffusion_run, tmp_path):

@@ -34,7 +34,9 @@ def test_render_benchmark_quick_writes_its_json(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "bench.json"
     subprocess.run(
-        [sys.executable, str(repo / "benchmarks" / "render.py"), "--quick", "--repeats", "1", "--json", str(out)],
+        # the torch path against the dense reference (the numba cases are checked in test_rasterizer_numba.py)
+        [sys.executable, str(repo / "benchmarks" / "render.py"), "--quick", "--repeats", "1", "--json", str(out)]
+        + ["--cases", "full_tiled", "small_tiled", "small_dense"],
         check=True,
         timeout=300,
     )

@@ -342,6 +342,29 @@ def test_a_killed_checkpoint_save_leaves_no_truncated_checkpoint_and_loads_fall_
     assert "step-000000009.ckpt" in capsys.readouterr().out and model is not None
 
 
+def test_a_weights_only_checkpoint_warm_starts_training_with_fresh_optimiser_state(tmp_path, capsys):
+    import torch
+
+    from nerfstudio_splatdiff.trainer import SplatdiffTrainer
+
+    ckpt = tmp_path / "nerfstudio_models" / "step-000002500.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"step": 2500, "pipeline": {"_model.w": torch.ones(2, dtype=torch.float16)}}, ckpt)
+    loaded = []
+
+    def refuse(_):
+        raise AssertionError("a slim checkpoint has no optimiser state to load")
+
+    trainer = SplatdiffTrainer.__new__(SplatdiffTrainer)
+    trainer.config = SimpleNamespace(load_dir=None, load_step=None, load_checkpoint=ckpt, load_scheduler=True)
+    trainer.pipeline = SimpleNamespace(load_pipeline=lambda state, step: loaded.append((sorted(state), step)))
+    trainer.optimizers = SimpleNamespace(load_optimizers=refuse, load_schedulers=refuse)
+    trainer.grad_scaler = SimpleNamespace(load_state_dict=refuse)
+    trainer._load_checkpoint()
+    assert loaded == [(["_model.w"], 2500)] and trainer._start_step == 2501
+    assert "weights only" in capsys.readouterr().out
+
+
 def test_bad_frames_and_set_list_entries_are_skipped_and_listed(tmp_path):
     data = tmp_path / "data"
     cat = write_co3d_fixture(data, sequences=2, frames=6)
