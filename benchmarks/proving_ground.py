@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=20)
     ap.add_argument("--num-samples", type=int, default=20)
     ap.add_argument("--guidance-weight", type=float, default=None, help="default: the diffusion run's own")
+    ap.add_argument(
+        "--eta", type=float, default=None, help="DDIM eta (0 deterministic, 1 ancestral); default: the run's"
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "proving_ground_eval")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "proving_ground.png")
@@ -143,6 +146,8 @@ def main() -> None:
     diff = models["diffusion"]
     if args.guidance_weight is not None:
         diff.config.guidance_weight = args.guidance_weight
+    if args.eta is not None:
+        diff.config.eta = args.eta
     size = diff.config.image_size
     num_modes = 3
     inputs = held_out_inputs(args.work, args.scenes, SEED, size, num_modes, cache=args.work / "cache")
@@ -269,7 +274,7 @@ def main() -> None:
         "steps": {k: latest_step(c) + 1 for k, c in configs.items() if c.is_file()},
         "seconds_per_step": {k: v["seconds_per_step"] for k, v in run_info.items()},
         "sampler": f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
-        f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}",
+        f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}, eta {diff.config.eta}",
         "seconds_per_sample": float(np.mean(seconds)),
         "metrics": metrics,
         "hf_energy_hidden_gt": float(np.nanmean(hf_gt)),

@@ -69,6 +69,24 @@ def test_dpm_solver_runs_with_the_same_interface():
     assert out.shape == (1, 2, 4, 8, 8) and torch.isfinite(out).all() and den.calls == [2] * 3
 
 
+def test_eta_one_draws_fresh_noise_every_step_reproducibly():
+    den = CountingDenoiser()
+    out = sample_latents(den, COND, 3, NoiseSchedule(), "ddim", num_steps=4, seed=5, eta=1.0)
+    # Written out: the start noise, then DDIM's step with eta = 1 (DDPM's posterior variance) from the same generator.
+    sched = NoiseSchedule().sampler("ddim")
+    sched.set_timesteps(4)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 4, 8, 8, generator=gen)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            eps = den.net(x, t.expand(3), COND.expand(3, -1, -1, -1))
+            x = sched.step(eps, t, x, eta=1.0, generator=gen).prev_sample
+    assert torch.allclose(out[0], x, atol=1e-5)
+    assert torch.equal(out, sample_latents(den, COND, 3, NoiseSchedule(), "ddim", num_steps=4, seed=5, eta=1.0))
+    deterministic = sample_latents(den, COND, 3, NoiseSchedule(), "ddim", num_steps=4, seed=5)
+    assert (out - deterministic).abs().max() > 1e-2
+
+
 def test_bad_knobs(unchecked_annotations):
     den = CountingDenoiser()
     with pytest.raises(SplatdiffError, match="num_samples must be a whole number >= 1"):
@@ -77,6 +95,10 @@ def test_bad_knobs(unchecked_annotations):
         sample_latents(den, COND, 2, NoiseSchedule(), guidance_weight=-1.0)
     with pytest.raises(SplatdiffError, match="Unknown scheduler"):
         sample_latents(den, COND, 2, NoiseSchedule(), kind="euler")  # type: ignore[arg-type]
+    with pytest.raises(SplatdiffError, match=r"eta must be in \[0, 1\]"):
+        sample_latents(den, COND, 2, NoiseSchedule(), eta=1.5)
+    with pytest.raises(SplatdiffError, match="eta > 0 needs the 'ddim' scheduler"):
+        sample_latents(den, COND, 2, NoiseSchedule(), kind="dpmsolver++", eta=0.5)
 
 
 def test_latent_scaling_puts_the_spatial_mean_and_the_rest_on_their_own_scales_and_inverts():

@@ -61,6 +61,9 @@ class DiffusionModelConfig(SceneModelConfig):
     background_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     scheduler: SchedulerKind = "ddim"
     num_steps: int = 50
+    eta: float = 0.0
+    """DDIM's eta: 0 follows the deterministic DDIM path, 1 adds fresh noise at every step (DDPM-like ancestral
+    sampling, which corrects an imperfect denoiser's drift instead of following it)."""
     guidance_weight: float = 0.0
     """(1 + w) eps(x, c) - w eps(x, 0); 0 = no guidance."""
     skip_weight: float = 1.0
@@ -257,6 +260,7 @@ class DiffusionModel(SceneModel):
             c.num_steps,
             w,
             c.seed if seed is None else seed,
+            c.eta,
         )[0]
         z = self.from_diffusion(x)
         N = num_samples

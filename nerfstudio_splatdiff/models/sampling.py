@@ -73,10 +73,16 @@ def sample_latents(
     num_steps: int = 50,
     guidance_weight: float = 0.0,
     seed: Optional[int] = 0,
+    eta: float = 0.0,
 ) -> Float[Tensor, "B N C h w"]:
     """Draw `num_samples` latents per condition. Each step makes exactly one denoiser call on a batch of B*N
-    (B*2N with guidance) latents. The same seed gives the same samples on the same device."""
+    (B*2N with guidance) latents. The same seed gives the same samples on the same device. `eta` (DDIM only): 0 is
+    the deterministic DDIM path, 1 draws fresh noise at every step as DDPM's ancestral sampler does."""
     check_sampling_args(num_samples, guidance_weight, 1.0, num_steps)
+    if not 0.0 <= eta <= 1.0:
+        raise SplatdiffError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = ancestral), got {eta}.")
+    if eta > 0 and kind != "ddim":
+        raise SplatdiffError(f"eta > 0 needs the 'ddim' scheduler, not {kind!r}.")
     B, C, h, w = cond.shape
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     x = torch.randn(B * num_samples, C, h, w, generator=gen).to(cond.device, cond.dtype)
@@ -91,5 +97,6 @@ def sample_latents(
         if guidance_weight > 0:
             eps_c, eps_u = eps.chunk(2)
             eps = (1 + guidance_weight) * eps_c - guidance_weight * eps_u
-        x = scheduler.step(eps, t, x).prev_sample
+        step_kw = {"eta": eta, "generator": gen} if eta > 0 else {}
+        x = scheduler.step(eps, t, x, **step_kw).prev_sample
     return x.reshape(B, num_samples, C, h, w)
