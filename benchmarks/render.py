@@ -123,7 +123,7 @@ def run_case(case: str, quick: bool, device: str, repeats: int) -> dict:
     if stats:
         res_d["num_pairs"] = stats["num_pairs"]
         res_d["pairs_per_s"] = stats["num_pairs"] / (ms / 1000)
-    torch.save(out, Path(os.environ["SPLATDIFF_BENCH_SCRATCH"]) / f"{case}.pt")
+    torch.save(out, Path(os.environ.get("SPLATDIFF_BENCH_SCRATCH", tempfile.gettempdir())) / f"{case}.pt")
     return res_d
 
 

@@ -528,33 +528,13 @@ def test_hostile_names_change_nothing_outside_the_output_folder(tmp_path, monkey
     shipped_before = snapshot(SHIPPED_VAR.parent)
     monkeypatch.chdir(work)
 
+    def sample_argv(image: str) -> list:
+        flags = ["--output-dir", "out/s", "--render-size", "32", "--turntable-frames", "2"]
+        return ["splatdiff-sample", "--load-config", str(config), "--image", image, *flags]
+
     for argv in (
-        [
-            "splatdiff-sample",
-            "--load-config",
-            str(config),
-            "--image",
-            "photos",
-            "--output-dir",
-            "out/s",
-            "--render-size",
-            "32",
-            "--turntable-frames",
-            "2",
-        ],
-        [
-            "splatdiff-sample",
-            "--load-config",
-            str(config),
-            "--image",
-            "photos/...png",
-            "--output-dir",
-            "out/s",
-            "--render-size",
-            "32",
-            "--turntable-frames",
-            "2",
-        ],
+        sample_argv("photos"),
+        sample_argv("photos/...png"),
         ["splatdiff-export", "--load-config", str(config), "--scenes", "0", "--output-dir", "out/e"],
         [
             "splatdiff-slim-run",

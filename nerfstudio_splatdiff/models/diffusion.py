@@ -241,7 +241,7 @@ class DiffusionModel(SceneModel):
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
-        check_sampling_args(num_samples, w, k, c.num_steps)
+        check_sampling_args(num_samples, w, k, c.num_steps, c.eta, c.scheduler)
         if batch["images"].shape[0] != 1:
             raise SplatdiffError("sample() takes a batch of one scene.")
         mean, _, skip = self.encode_source(batch)

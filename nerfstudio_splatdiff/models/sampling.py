@@ -49,7 +49,14 @@ class NoiseSchedule:
         raise SplatdiffError(f"Unknown scheduler {kind!r}: use 'ddim' or 'dpmsolver++'.")
 
 
-def check_sampling_args(num_samples: int, guidance_weight: float, skip_weight: float, num_steps: int) -> None:
+def check_sampling_args(
+    num_samples: int,
+    guidance_weight: float,
+    skip_weight: float,
+    num_steps: int,
+    eta: float = 0.0,
+    kind: SchedulerKind = "ddim",
+) -> None:
     """One clear error for knobs outside their range."""
     if not isinstance(num_samples, int) or num_samples < 1:
         raise SplatdiffError(f"num_samples must be a whole number >= 1, got {num_samples!r}.")
@@ -61,6 +68,12 @@ def check_sampling_args(num_samples: int, guidance_weight: float, skip_weight: f
         raise SplatdiffError(f"skip_weight must be in [0, 1], got {skip_weight}.")
     if num_steps < 1:
         raise SplatdiffError(f"num_steps must be >= 1, got {num_steps}.")
+    if not 0.0 <= eta <= 1.0:
+        raise SplatdiffError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = ancestral), got {eta}.")
+    if eta > 0 and kind != "ddim":
+        raise SplatdiffError(
+            f"eta > 0 needs the 'ddim' scheduler, not {kind!r}: pass --pipeline.model.scheduler ddim, or eta 0."
+        )
 
 
 @torch.no_grad()
@@ -78,11 +91,7 @@ def sample_latents(
     """Draw `num_samples` latents per condition. Each step makes exactly one denoiser call on a batch of B*N
     (B*2N with guidance) latents. The same seed gives the same samples on the same device. `eta` (DDIM only): 0 is
     the deterministic DDIM path, 1 draws fresh noise at every step as DDPM's ancestral sampler does."""
-    check_sampling_args(num_samples, guidance_weight, 1.0, num_steps)
-    if not 0.0 <= eta <= 1.0:
-        raise SplatdiffError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = ancestral), got {eta}.")
-    if eta > 0 and kind != "ddim":
-        raise SplatdiffError(f"eta > 0 needs the 'ddim' scheduler, not {kind!r}.")
+    check_sampling_args(num_samples, guidance_weight, 1.0, num_steps, eta, kind)
     B, C, h, w = cond.shape
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     x = torch.randn(B * num_samples, C, h, w, generator=gen).to(cond.device, cond.dtype)
