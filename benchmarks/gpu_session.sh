@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What a lent GPU is spent on, most important first, in one time-boxed go (a lent machine gives ~15 minutes in
-# all, at most 10 per command, start-up included: run this with timeout_s ~540):
+# all, at most 10 per command, start-up included: run this with timeout_s ~590; about 9 minutes as set):
 #   0. set-up: the packages the machine lacks, from wheels carried in $WHEELS (see "Wheels" below), then this
 #      project (no network there); a 5-second import check that stops everything at once if that failed;
 #   1. the proving-ground model: splatdiff-var-small warm-started from the shipped checkpoints/demo VAR (weights
@@ -9,7 +9,9 @@
 #      the shipped denoiser over the new VAR;
 #   2. slim inference-only copies of all four runs, each packed with its loss curves (tensorboard) and log into
 #      one tar under $RESULTS (what comes back from the machine: few files, each < 16 MB);
-#   3. train_speed.py on this device (torch rasteriser: gsplat's CUDA extension JIT-builds for ~4 minutes).
+#   3. train_speed.py on this device: VAR-small at batch 16 with the training scenes resident on the GPU and with
+#      the DataLoader, the paper preset at 128x128, batch 32 (torch rasteriser: gsplat JIT-builds for ~4 minutes).
+# The training runs keep their scenes on the GPU (the datamanager's device_scenes "auto"; data/device_scenes.py).
 # Training is time-boxed (SIGINT; the newest complete checkpoint, saved every SAVE steps, is used).
 #
 # Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh
@@ -26,8 +28,8 @@ set -uo pipefail
 # The whole script is one function, parsed before it runs: background jobs share the script file offset.
 main() {
 RESULTS=${RESULTS:-benchmarks/results/gpu}
-T_STAGE1=${T_STAGE1:-200}
-T_DIFFUSION=${T_DIFFUSION:-110}
+T_STAGE1=${T_STAGE1:-170}
+T_DIFFUSION=${T_DIFFUSION:-90}
 SCENES=${SCENES:-500}
 BATCH=${BATCH:-32}
 SAVE=${SAVE:-100}
@@ -95,11 +97,20 @@ for m in splatdiff-var-small splatdiff-diffusion-small splatdiff-regression-smal
 done
 log "packed"
 
-# 3. speed on this device.
-timeout 75 python3 benchmarks/train_speed.py --device cuda --backend torch --data "$DATA" --steps 10 --shipped \
-  --json "$RESULTS/train_speed_cuda.json" >"$RESULTS/train_speed.log" 2>&1
-log "train speed exit $?"
-# What comes back is at most 8 files: the four tars, the speed JSON, and every log in one tar.
+# 3. speed on this device, for issue #11's GPU targets (torch rasteriser: gsplat's CUDA extension JIT-builds for
+#    ~4 minutes): VAR-small at 64x64, batch 16, training scenes resident on the GPU and then through the DataLoader
+#    (is the input the bottleneck?), and the paper preset at 128x128, batch 32.
+speed() {  # name seconds train_speed-args...
+  local name=$1 seconds=$2
+  shift 2
+  timeout "$seconds" python3 benchmarks/train_speed.py --device cuda --backend torch --data "$DATA" --steps 20 \
+    --json "$RESULTS/train_speed_cuda_$name.json" "$@" >"$RESULTS/train_speed_$name.log" 2>&1
+  log "train speed $name exit $?"
+}
+speed small_resident 55 --methods var-small --batch 16 --device-scenes on --shipped
+speed small_loader 55 --methods var-small --batch 16 --device-scenes off --num-workers 6
+speed paper_resident 70 --methods var --batch 32 --device-scenes on
+# What comes back is at most 8 files: the four tars, the three speed JSONs, and every log in one tar.
 (cd "$RESULTS" && tar -cf logs.tar ./*.log ./*.txt && rm -f ./*.log ./*.txt)
 }
 main "$@"

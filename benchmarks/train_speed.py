@@ -12,6 +12,9 @@ checkpoints/demo runs; `--shipped` uses those). diffusion-small trains over a fr
 
     python benchmarks/train_speed.py [--methods var-small regression-small diffusion-small] [--steps 10]
         [--shipped | --checkpoint RUN/config.yml ...] [--device cpu|cuda] [--backend auto|torch|numba|gsplat]
+        [--batch B] [--device-scenes auto|on|off]
+
+`var` (the paper preset, 128x128) is timed only when asked for (--methods var): the GPU target of issue #11.
 
 Writes benchmarks/results/train_speed_<cpu|cuda>.json (device, date, settings, numbers) and prints a table.
 """
@@ -37,6 +40,7 @@ from common import device_label  # noqa: E402
 
 METHODS = {
     "var-small": "splatdiff_var_small",
+    "var": "splatdiff_var",
     "regression-small": "splatdiff_regression_small",
     "diffusion-small": "splatdiff_diffusion_small",
 }
@@ -115,7 +119,15 @@ def run_config(path: Path):
 
 
 def build_trainer(
-    method: str, data: Path, device: str, out_dir: Path, var_checkpoint: Path | None, workers: int | None
+    method: str,
+    data: Path,
+    device: str,
+    out_dir: Path,
+    var_checkpoint: Path | None,
+    workers: int | None,
+    batch: int | None = None,
+    device_scenes: str = "auto",
+    widths: list[int] | None = None,
 ):
     import method_configs.splatdiff_methods as presets
 
@@ -132,8 +144,18 @@ def build_trainer(
     dm.dataparser.data = data
     if workers is not None:
         dm.num_workers = workers
+    if batch is not None:
+        dm.scenes_per_batch = batch
+    dm.device_scenes = device_scenes
+    if widths is not None and not method.startswith("diffusion"):  # a narrower network: what would it save?
+        net = config.pipeline.model.network
+        net.block_out_channels = tuple(widths)
+        net.norm_num_groups = min(net.norm_num_groups, min(widths))
+    dm.dataparser.resolution = config.pipeline.model.image_size  # the paper preset's 128 from the same data
     if method.startswith("diffusion"):
         config.pipeline.model.var_checkpoint = var_checkpoint
+    if method == "var":  # the paper preset's LPIPS phase starts at step 300,000, far beyond a timing, and needs
+        config.pipeline.model.lpips_weight = 0.0  # VGG weights a fresh machine may not have
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     return trainer
@@ -203,7 +225,7 @@ def time_steps(trainer, timer: RenderTimer, steps: int, warmup: int, start_step:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=[m for m in METHODS if m.endswith("small")])
     ap.add_argument("--steps", type=int, default=10, help="timed steps per method and state (median reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -229,6 +251,19 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, help="a procedural object dataset (default: generated once in the cache)")
     ap.add_argument("--num-workers", type=int, help="data loader workers (default: the preset's)")
+    ap.add_argument("--batch", type=int, help="scenes per batch (default: the preset's)")
+    ap.add_argument(
+        "--widths",
+        type=int,
+        nargs=4,
+        help="encoder/decoder widths of the VAR and regression networks instead of the preset's (init only)",
+    )
+    ap.add_argument(
+        "--device-scenes",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="training scenes resident on the device (auto: on CUDA when they fit; see the datamanager config)",
+    )
     ap.add_argument("--json", type=Path, help="default: benchmarks/results/train_speed_<device>.json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -252,10 +287,20 @@ def main() -> None:
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
-            for state in ["init"] + (["trained"] if method in trained else []):
+            for state in ["init"] + (["trained"] if method in trained and args.widths is None else []):
                 t0 = time.perf_counter()
                 try:
-                    trainer = build_trainer(method, data, args.device, Path(tmp), args.var_checkpoint, args.num_workers)
+                    trainer = build_trainer(
+                        method,
+                        data,
+                        args.device,
+                        Path(tmp),
+                        args.var_checkpoint,
+                        args.num_workers,
+                        args.batch,
+                        args.device_scenes,
+                        args.widths,
+                    )
                     start = load_weights(trainer, trained[method]) if state == "trained" else 0
                 except Exception as e:  # one method failing (e.g. a checkpoint of an older model) spoils no other
                     results.append({"method": method, "state": state, "error": f"{type(e).__name__}: {e}"[:500]})
@@ -267,6 +312,10 @@ def main() -> None:
                     row["checkpoint"] = str(trained[method])
                 dm = trainer.pipeline.datamanager.config
                 row.update(
+                    widths=None
+                    if method.startswith("diffusion")
+                    else list(trainer.pipeline.model.config.network.block_out_channels),
+                    resident_scenes=trainer.pipeline.datamanager.device_scenes is not None,
                     scenes_per_batch=dm.scenes_per_batch,
                     views=1 + dm.num_target_views,
                     image_size=trainer.pipeline.model.config.image_size,

@@ -115,3 +115,32 @@ def test_proving_ground_items_take_the_source_near_view_0_and_one_hidden_side_ta
 def test_a_run_for_proving_ground_data_refuses_other_data_with_the_command_to_make_it(dataset, tmp_path):
     with pytest.raises(SplatdiffError, match=r"needs procedural scenes of kind 'object'.*--kind object"):
         make_dm(dataset, tmp_path, scene_kind="object")
+
+
+def test_resident_scenes_assemble_the_tensors_scene_views_does(dataset, tmp_path):
+    dm = make_dm(dataset, tmp_path, device_scenes="on", background_color=(1.0, 1.0, 1.0), scenes_per_batch=3)
+    resident = dm.device_scenes
+    assert resident is not None and len(resident) == 4 and resident.nbytes == 4 * 6 * 32 * 32 * 4
+    scenes, frames = [2, 0, 2], [[5, 1, 3, 0], [0, 2, 4, 1], [1, 5, 5, 2]]  # a scene twice, a repeated frame
+    batch = resident.batch(scenes, frames)
+    for i, (s, fs) in enumerate(zip(scenes, frames)):
+        ref = scene_views(dm.train_scenes[s], fs, dm.view_options)
+        assert set(ref) | {"scene_index"} == set(batch)
+        for key, value in ref.items():
+            assert torch.allclose(batch[key][i], value.to(batch[key].dtype), atol=1e-6), key
+    assert batch["scene_index"].tolist() == scenes
+    # training draws come from the resident scenes: shapes as the DataLoader path, the source view first
+    _, drawn = dm.next_train(0)
+    assert drawn["images"].shape == (3, 4, 32, 32, 3) and torch.allclose(drawn["c2w"][:, 0], torch.eye(4), atol=1e-5)
+    assert (drawn["frame_indices"][:, 1:] != drawn["frame_indices"][:, :1]).all()
+    assert sum(dm.train_draws.values()) == 3
+    with pytest.raises(SplatdiffError, match="has no frames"):
+        resident.batch([0], [[0, 6]])
+
+
+def test_resident_scenes_are_used_only_where_they_can_be(dataset, tmp_path):
+    assert make_dm(dataset, tmp_path).device_scenes is None  # "auto" keeps the DataLoader on CPU
+    with pytest.raises(SplatdiffError, match="colour jitter.*use 'auto' or 'off'"):
+        make_dm(dataset, tmp_path, device_scenes="on", color_jitter=(0.2, 0.0, 0.0, 0.0))
+    with pytest.raises(SplatdiffError, match="need 0.00 GB, more than.*device-scenes-max-gb"):
+        make_dm(dataset, tmp_path, device_scenes="on", device_scenes_max_gb=1e-6)

@@ -58,6 +58,14 @@ def test_scale_regulariser_penalises_only_large_scales():
     assert math.isclose(float(losses.scale_regulariser(scales, 0.1)), math.log(2.0) / 3, rel_tol=1e-6)
 
 
+def test_opacity_regulariser_is_the_mean_opacity_with_an_even_gradient():
+    opacities = torch.tensor([[0.0, 0.5, 1.0, 0.5]], requires_grad=True)
+    value = losses.opacity_regulariser(opacities)
+    value.backward()
+    assert math.isclose(float(value), 0.5, rel_tol=1e-6)
+    assert torch.allclose(opacities.grad, torch.full_like(opacities, 0.25))
+
+
 def test_lpips_plumbing_and_missing_weights(monkeypatch, tmp_path):
     net = losses.LPIPS("alex", random_backbone_for_tests=True)  # random backbone: plumbing only, never for numbers
     x = torch.rand(2, 32, 32, 3)

@@ -89,6 +89,30 @@ def test_checkpoint_renders_through_the_viewer_path(trained):
     assert not torch.allclose(model.get_outputs_for_camera(cam)["rgb"], out["rgb"])
 
 
+def test_opacity_regulariser_is_a_loss_term_that_lowers_opacities(trained):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, config = trained
+    _, pipeline, _, _ = eval_setup(config, test_mode="test")
+    model = pipeline.model
+    cameras, batch = pipeline.datamanager.fixed_indices_eval_dataloader.get(0)
+    model.train()
+    assert "opacity_reg" not in model.get_loss_dict(model(cameras, batch), batch)  # off by default
+    model.config.opacity_reg_weight = 0.5
+    torch.manual_seed(0)  # the same latent sample and privileged-view draw for both passes
+    outputs = model(cameras, batch)
+    term = model.get_loss_dict(outputs, batch)["opacity_reg"]
+    assert torch.isclose(term, 0.5 * outputs["gaussians"].opacities.mean())
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(term, params, allow_unused=True)
+    with torch.no_grad():  # one small step down the term's gradient alone lowers the mean opacity
+        for p, g in zip(params, grads):
+            if g is not None:
+                p -= 1e-2 * g / (g.norm() + 1e-12)
+    torch.manual_seed(0)
+    assert model(cameras, batch)["gaussians"].opacities.mean() < outputs["gaussians"].opacities.mean()
+
+
 def test_wrong_image_size_is_one_clear_message(trained):
     root, _ = trained
     cmd = train_cmd("splatdiff-var-small", root / "data", root / "out_bad", root / "cache", 2) + ["--resolution", "32"]

@@ -17,6 +17,7 @@ from typing import Dict, Iterator, Literal, Optional, Tuple, Type, Union
 import torch
 import torch.distributed as dist
 from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
@@ -25,6 +26,7 @@ from torch.nn import Parameter
 from torch.utils.data import DataLoader, RandomSampler
 
 from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
+from nerfstudio_splatdiff.data.device_scenes import DeviceScenes, resident_bytes, why_not_resident
 from nerfstudio_splatdiff.data.multiscene import EvalScenesDataset, SceneViewsDataset, ViewOptions
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
@@ -65,6 +67,12 @@ class MultiSceneDataManagerConfig(DataManagerConfig):
     scene_kind: Optional[str] = None
     """The kind of procedural scene this model needs (`object` for the proving ground); other data is refused at
     start-up. None accepts any data."""
+    device_scenes: Literal["auto", "on", "off"] = "auto"
+    """Keep every training frame on the training device and assemble batches there (data/device_scenes.py: no
+    worker processes, no per-step image copies). "auto": on CUDA when the frames fit in `device_scenes_max_gb` and
+    colour jitter is off; "on": always (an error when it cannot); "off": the DataLoader with `num_workers`."""
+    device_scenes_max_gb: float = 4.0
+    """Most device memory (GB) the resident training frames may take ("auto" and "on")."""
 
 
 def check_scene_kind(scenes: list[SceneRecord], wanted: Optional[str], data: Path) -> None:
@@ -188,6 +196,7 @@ class MultiSceneDataManager(DataManager):
         self.train_scene_dataset = SceneViewsDataset(self.train_scenes, self.view_options)
         self.eval_scene_dataset = SceneViewsDataset(self.eval_scenes, eval_options)
         self.eval_fixed_dataset = EvalScenesDataset(self.eval_scenes, eval_options, config.eval_max_targets)
+        self.device_scenes = self._resident_scenes()
         self.train_dataset = FrustumDataset(self.train_dataparser_outputs)
         self.eval_dataset = FrustumDataset(self.eval_dataparser_outputs)
         # Handed to the model by nerfstudio's pipeline: the viewer lists the evaluation scenes by name.
@@ -195,6 +204,33 @@ class MultiSceneDataManager(DataManager):
         super().__init__()
 
     # -- loaders ----------------------------------------------------------------------------------------------
+    def _resident_scenes(self) -> Optional[DeviceScenes]:
+        """The training scenes on the device when `device_scenes` asks for it and they qualify, else None."""
+        mode = self.config.device_scenes
+        if mode == "off" or (mode == "auto" and torch.device(self.device).type != "cuda"):
+            return None
+        reason = why_not_resident(self.train_scenes, self.view_options, self.config.device_scenes_max_gb * 1e9)
+        if reason is not None:
+            if mode == "on":
+                raise SplatdiffError(
+                    f"--pipeline.datamanager.device-scenes on: {reason}; use 'auto' or 'off' (or raise "
+                    "--pipeline.datamanager.device-scenes-max-gb)."
+                )
+            CONSOLE.print(f"Training scenes stay on the host ({reason}).")
+            return None
+        gb = resident_bytes(self.train_scenes) / 1e9
+        CONSOLE.print(f"Loading {len(self.train_scenes)} training scenes onto {self.device} ({gb:.2f} GB)...")
+        return DeviceScenes(self.train_scenes, self.view_options, self.device)
+
+    def _resident_batches(self, batch_size: int) -> Iterator[Dict[str, Tensor]]:
+        """Endless batches assembled on the device: scenes drawn with replacement, views as the dataset draws them."""
+        assert self.device_scenes is not None
+        while True:
+            g = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+            scenes = torch.randint(len(self.train_scenes), (batch_size,), generator=g).tolist()
+            frames = [self.train_scene_dataset.draw_frames(s, g) for s in scenes]
+            yield self.device_scenes.batch(scenes, frames)
+
     def _loader(self, dataset: SceneViewsDataset, batch_size: int) -> Iterator[Dict[str, Tensor]]:
         """An endless stream of batches: scenes drawn with replacement, so nothing is sized by the data."""
         sampler = RandomSampler(dataset, replacement=True, num_samples=10**9)
@@ -211,7 +247,10 @@ class MultiSceneDataManager(DataManager):
         return iter(loader)
 
     def setup_train(self) -> None:
-        self._train_iter = self._loader(self.train_scene_dataset, self.config.scenes_per_batch)
+        if self.device_scenes is not None:
+            self._train_iter = self._resident_batches(self.config.scenes_per_batch)
+        else:
+            self._train_iter = self._loader(self.train_scene_dataset, self.config.scenes_per_batch)
 
     def setup_eval(self) -> None:
         self._eval_iter = self._loader(

@@ -162,14 +162,17 @@ class SceneViewsDataset(Dataset):
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        # A per-draw generator seeded from torch's global RNG (which DataLoader seeds per worker).
-        g = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    def draw_frames(self, index: int, generator: torch.Generator) -> list[int]:
+        """Fresh views of scene `index`: the source first, then the targets (see `sample_frames`)."""
         rec = self.scenes[index]
         o = self.options
         hidden = hidden_side_frames(rec.c2w) if o.hidden_target else None
-        frames = sample_frames(rec.num_frames, o.num_target_views, o.target_window, g, o.source_window, hidden)
-        item = scene_views(rec, frames, self.options, g)
+        return sample_frames(rec.num_frames, o.num_target_views, o.target_window, generator, o.source_window, hidden)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        # A per-draw generator seeded from torch's global RNG (which DataLoader seeds per worker).
+        g = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        item = scene_views(self.scenes[index], self.draw_frames(index, g), self.options, g)
         item["scene_index"] = torch.tensor(index)
         return item
 

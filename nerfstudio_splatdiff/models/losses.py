@@ -40,6 +40,11 @@ def scale_regulariser(scales: Tensor, max_scale: float) -> Tensor:
     return F.relu(torch.log(scales) - torch.log(torch.tensor(max_scale, device=scales.device))).mean()
 
 
+def opacity_regulariser(opacities: Tensor) -> Tensor:
+    """Mean opacity (an L1 prior on opacities, which lie in [0, 1]): pushes Gaussians the images do not need to 0."""
+    return opacities.mean()
+
+
 def lpips_backbone_file(net: LpipsNet) -> Path:
     """Where torchvision looks for the LPIPS backbone's ImageNet weights (the torch hub cache)."""
     import torchvision.models as tvm

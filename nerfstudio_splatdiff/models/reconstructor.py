@@ -46,6 +46,9 @@ class ReconstructorModelConfig(SceneModelConfig):
     scale_reg_weight: float = 0.1
     max_scale: float = 0.1
     """Gaussian scales above this (in the normalised world) are penalised."""
+    opacity_reg_weight: float = 0.0
+    """Weight of the mean Gaussian opacity (an L1 prior, as 3DGS-MCMC's opacity term): Gaussians that the images do
+    not need fade out, and below alpha 1/255 they cost the rasteriser no pairs (benchmarks/fewer_pairs.py)."""
     ema_decay: float = 0.9999
     """EMA of the weights for evaluation and the viewer; 0 disables it."""
     bf16: bool = True
@@ -147,6 +150,8 @@ class ReconstructorModel(SceneModel):
             loss_dict["scale_reg"] = c.scale_reg_weight * losses.scale_regulariser(
                 outputs["gaussians"].scales, c.max_scale
             )
+        if c.opacity_reg_weight > 0:
+            loss_dict["opacity_reg"] = c.opacity_reg_weight * losses.opacity_regulariser(outputs["gaussians"].opacities)
         return loss_dict
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
