@@ -7,13 +7,17 @@ ground's held-out inputs (the true privileged view, as `var` in proving_ground.p
 - pairs per pixel: (Gaussian, pixel) overlaps with alpha >= 1/255, counted by the torch rasteriser, over all views;
 - the training rasteriser's cost: numba forward + backward of 8 scenes x 4 views at 64x64, milliseconds;
 - quality: PSNR over the targets (full, objects, objects on the hidden side) and object PSNR in the input view;
-- opacities: mean, and the share of Gaussians below 1/255 (they cost nothing).
+- opacities: mean, and the share of Gaussians below 1/255 (they cost nothing); the median size (largest axis) of
+  the others, in input-view pixels and in the world.
 Writes benchmarks/results/fewer_pairs_<device>.json (device and date inside) and prints a table.
 
     python benchmarks/fewer_pairs.py [--steps 300] [--scenes 20] [--measure-only]
 
 Training runs go to outputs/fewer-pairs and resume when run again (a finished variant is skipped). The shipped
 checkpoint itself is measured too (`shipped`), so each variant's change can be read against its starting point.
+The committed results (2026-11-26) started from the 2,900-step VAR when the small preset capped scales at 2 pixels;
+the preset caps them at 1 pixel since (that study's outcome), so `control` now has the 1-pixel cap and
+`scale_cap_2px` is the other side of the comparison.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ VARIANTS = {
     "control": [],
     "opacity_0.01": ["--pipeline.model.opacity-reg-weight", "0.01"],
     "opacity_0.05": ["--pipeline.model.opacity-reg-weight", "0.05"],
+    # (the network config is a tyro subcommand: flags after it apply to it)
+    "scale_cap_1px": ["pipeline.model.network:var-net-config", "--pipeline.model.network.head.max-scale-px", "1.0"],
+    "scale_cap_2px": ["pipeline.model.network:var-net-config", "--pipeline.model.network.head.max-scale-px", "2.0"],
 }
 """Variant name -> the ns-train flags it adds to the preset (all start from the shipped weights)."""
 
@@ -62,13 +69,13 @@ def train(out: Path, data: Path, name: str, flags: list[str], steps: int) -> Non
         first = ["--load-checkpoint", str(next((SHIPPED.parent / "nerfstudio_models").glob("step-*.ckpt")))]
         done = start
     cmd = [tool("ns-train"), METHOD, "--max-num-iterations", str(start + steps - done), "--vis", "tensorboard"]
-    cmd += ["--output-dir", str(out), "--experiment-name", "fewer-pairs", "--timestamp", name, *first, *flags]
-    cmd += ["--steps-per-save", "100", "co3d-data", "--data", str(data)]
+    cmd += ["--output-dir", str(out), "--experiment-name", "fewer-pairs", "--timestamp", name, *first]
+    cmd += ["--steps-per-save", "100", *flags, "co3d-data", "--data", str(data)]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
 
-def raster_ms(gaussians, c2w, K, size: int, repeats: int = 3) -> float:
+def raster_ms(gaussians, c2w, K, size: int, repeats: int = 9) -> float:
     """Median milliseconds of one numba forward + backward over these scenes' views (as in a training step)."""
     from nerfstudio_splatdiff.splats.cameras import invert_rigid
     from nerfstudio_splatdiff.splats.render import render_gaussians
@@ -92,8 +99,8 @@ def measure(name: str, config: Path, inputs, size: int) -> dict:
     from nerfstudio_splatdiff.splats.cameras import invert_rigid
     from nerfstudio_splatdiff.splats.rasterize_torch import rasterize_torch
 
-    model, step = load_inference_model(config)[:2]
-    rows, pairs, pixels, opac, faint, recs = [], 0, 0, [], [], []
+    model, step = load_inference_model(config)[0], latest_step(config)
+    rows, pairs, pixels, opac, faint, recs, sizes, world = [], 0, 0, [], [], [], [], []
     bg = torch.tensor(model.config.background_color)
     for item in inputs:
         batch = item.batch
@@ -113,6 +120,10 @@ def measure(name: str, config: Path, inputs, size: int) -> dict:
         hidden = [v for v in hidden_side_frames(batch["c2w"][0]) if v > 0]
         rows.append(scores(rgb[0], batch, hidden))
         opac.append(float(g.opacities.mean()))
+        seen = g.opacities[0] >= 1 / 255  # the Gaussians that can cost pairs: their size in input-view pixels
+        px = g.scales[0].amax(-1) * batch["K"][0, 0, 0, 0] / g.means[0, :, 2].clamp(min=1e-3)
+        sizes.append(px[seen])
+        world.append(g.scales[0].amax(-1)[seen])
         faint.append(float((g.opacities < 1 / 255).float().mean()))
         recs.append((g, batch["c2w"][:, :4].float(), batch["K"][:, :4].float()))
     # the training rasteriser's cost: 8 scenes x 4 views (input + 3 targets), as one splatdiff-var-small step
@@ -126,6 +137,8 @@ def measure(name: str, config: Path, inputs, size: int) -> dict:
         "raster_fwd_bwd_ms_8x4": ms,
         "mean_opacity": float(np.mean(opac)),
         "faint_share": float(np.mean(faint)),
+        "median_scale_px": float(torch.cat(sizes).median()),
+        "median_scale_world": float(torch.cat(world).median()),
         **mean,
     }
 
@@ -170,7 +183,7 @@ def main() -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"fewer pairs ({device}, {len(inputs)} held-out inputs)")
     cols = ("step", "pairs_per_pixel", "raster_fwd_bwd_ms_8x4", "psnr", "psnr_objects", "psnr_objects_hidden",
-            "psnr_objects_input", "mean_opacity", "faint_share")  # fmt: skip
+            "psnr_objects_input", "mean_opacity", "faint_share", "median_scale_px")  # fmt: skip
     table.add_column("variant")
     for c in cols:
         table.add_column(c.replace("_", " "))
