@@ -17,10 +17,10 @@ from typing import Dict, Iterator, Literal, Optional, Tuple, Type, Union
 import torch
 import torch.distributed as dist
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 from torch.utils.data import DataLoader, RandomSampler
