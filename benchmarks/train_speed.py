@@ -151,7 +151,6 @@ def build_trainer(
         net = config.pipeline.model.network
         net.block_out_channels = tuple(widths)
         net.norm_num_groups = min(net.norm_num_groups, min(widths))
-    dm.dataparser.resolution = config.pipeline.model.image_size  # the paper preset's 128 from the same data
     if method.startswith("diffusion"):
         config.pipeline.model.var_checkpoint = var_checkpoint
     if method == "var":  # the paper preset's LPIPS phase starts at step 300,000, far beyond a timing, and needs

@@ -140,7 +140,7 @@ def test_resident_scenes_assemble_the_tensors_scene_views_does(dataset, tmp_path
 
 def test_resident_scenes_are_used_only_where_they_can_be(dataset, tmp_path):
     assert make_dm(dataset, tmp_path).device_scenes is None  # "auto" keeps the DataLoader on CPU
-    with pytest.raises(SplatdiffError, match="colour jitter.*use 'auto' or 'off'"):
+    with pytest.raises(SplatdiffError, match="colour jitter.*device-scenes auto or off"):
         make_dm(dataset, tmp_path, device_scenes="on", color_jitter=(0.2, 0.0, 0.0, 0.0))
-    with pytest.raises(SplatdiffError, match="need 0.00 GB, more than.*device-scenes-max-gb"):
+    with pytest.raises(SplatdiffError, match="need 0.00 GB, more than.*device-scenes-max-gb; pass.*auto or off"):
         make_dm(dataset, tmp_path, device_scenes="on", device_scenes_max_gb=1e-6)

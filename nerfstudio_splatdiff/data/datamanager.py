@@ -213,8 +213,8 @@ class MultiSceneDataManager(DataManager):
         if reason is not None:
             if mode == "on":
                 raise SplatdiffError(
-                    f"--pipeline.datamanager.device-scenes on: {reason}; use 'auto' or 'off' (or raise "
-                    "--pipeline.datamanager.device-scenes-max-gb)."
+                    f"The training scenes cannot stay on the device (--pipeline.datamanager.device-scenes on): "
+                    f"{reason}; pass --pipeline.datamanager.device-scenes auto or off."
                 )
             CONSOLE.print(f"Training scenes stay on the host ({reason}).")
             return None

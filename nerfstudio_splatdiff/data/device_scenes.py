@@ -40,7 +40,10 @@ def why_not_resident(scenes: Sequence[SceneRecord], options: ViewOptions, max_by
         return "the scenes have different resolutions"
     need = resident_bytes(scenes)
     if need > max_bytes:
-        return f"the training frames need {need / 1e9:.2f} GB, more than the {max_bytes / 1e9:.2f} GB allowed"
+        return (
+            f"the training frames need {need / 1e9:.2f} GB, more than the {max_bytes / 1e9:.2f} GB allowed by "
+            "--pipeline.datamanager.device-scenes-max-gb"
+        )
     return None
 
 
