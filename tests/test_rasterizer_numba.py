@@ -110,6 +110,33 @@ def test_numba_stops_at_the_same_transmittance_cutoff():
     assert_close(outs_n, grads_n, outs_t, grads_t, out_tol=1e-5, grad_rtol=1e-5)
 
 
+@pytest.mark.parametrize("projection", ["torch", "numba"])
+def test_equal_depths_composite_in_index_order_in_every_tile(projection):
+    """Rows are binned in index order and each tile's list is sorted by depth on its own (stably): Gaussians at
+    exactly the same depth, spread over several tiles of two cameras, composite in index order, as the torch
+    path's single stable sort of all rows does, and not in the reverse order."""
+    n = 40
+    gen = torch.Generator().manual_seed(3)
+    xy = (torch.rand(n, 2, generator=gen) - 0.5) * 1.2
+    means = torch.cat([xy, torch.full((n, 1), 2.0)], -1)[None].double()  # one depth for all: every pair ties
+    g = Gaussians(
+        means,
+        torch.randn(1, n, 4, generator=gen, dtype=torch.float64),
+        0.06 + 0.08 * torch.rand(1, n, 3, generator=gen, dtype=torch.float64),
+        torch.full((1, n), 0.8, dtype=torch.float64),
+        torch.rand(1, n, 3, generator=gen, dtype=torch.float64),
+    )
+    viewmat, K = identity_camera(40.0, 48, 40, dtype=torch.float64)
+    viewmats, Ks = viewmat.expand(1, 2, 4, 4).clone(), K.expand(1, 2, 3, 3).clone()
+    bg = torch.zeros(1, 2, 3, dtype=torch.float64)
+    outs_n, grads_n = forward_backward(rasterize_numba, g, viewmats, Ks, 48, 40, bg, projection=projection)
+    outs_t, grads_t = forward_backward(rasterize_torch, g, viewmats, Ks, 48, 40, bg)
+    assert_close(outs_n, grads_n, outs_t, grads_t, out_tol=1e-9, grad_rtol=1e-9)
+    flipped = Gaussians(*(t.flip(1) for t in (g.means, g.quats, g.scales, g.opacities, g.colors)))
+    outs_f, _ = forward_backward(rasterize_torch, flipped, viewmats, Ks, 48, 40, bg)
+    assert (outs_f[0] - outs_t[0]).abs().max() > 1e-3  # the order of tied Gaussians does show in the image
+
+
 def test_nothing_visible_renders_the_background_with_zero_gradients():
     viewmat, K = identity_camera(50.0, 20, 16)
     g = Gaussians(

@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from nerfstudio_splatdiff.splats.geometry import covariance_3d
+from nerfstudio_splatdiff.splats.geometry import quat_to_rotmat
 
 
 @dataclass
@@ -47,8 +47,6 @@ def project_gaussians(
     R = viewmats[..., :3, :3]  # [B,V,3,3]
     t = viewmats[..., :3, 3]  # [B,V,3]
     means_c = torch.einsum("bvij,bnj->bvni", R, means) + t[:, :, None, :]  # [B,V,N,3]
-    cov3d = covariance_3d(quats, scales)  # [B,N,3,3]
-    cov_c = R[:, :, None] @ cov3d[:, None] @ R[:, :, None].transpose(-1, -2)  # [B,V,N,3,3]
 
     fx, fy = Ks[..., 0, 0][..., None], Ks[..., 1, 1][..., None]  # [B,V,1]
     cx, cy = Ks[..., 0, 2][..., None], Ks[..., 1, 2][..., None]
@@ -61,13 +59,22 @@ def project_gaussians(
     lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * tan_fovy, cy / fy + 0.3 * tan_fovy
     tx = z * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x * rz))
     ty = z * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y * rz))
-    zeros = torch.zeros_like(z)
-    J = torch.stack([fx * rz, zeros, -fx * tx * rz * rz, zeros, fy * rz, -fy * ty * rz * rz], dim=-1).reshape(
-        *z.shape, 2, 3
-    )
-    cov2d = J @ cov_c @ J.transpose(-1, -2)
-    cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
-    a, b, c = cov2d[..., 0, 0], cov2d[..., 0, 1], cov2d[..., 1, 1]
+    # cov2d = J R Sigma R^T J^T + eps2d I (gsplat's formula), computed as (J R M)(J R M)^T with Sigma = M M^T, entry
+    # by entry on [B, V, N] tensors: batched 3x3 matmuls were ~10% of a CPU render (benchmarks/render.py), and
+    # J's zeros halve the work. Equal to the matmul form up to float rounding.
+    J00, J02 = fx * rz, -fx * tx * rz * rz  # J = [[J00, 0, J02], [0, J11, J12]]
+    J11, J12 = fy * rz, -fy * ty * rz * rz
+    Rg = R[:, :, None]  # [B,V,1,3,3]
+    JR = [
+        [J00 * Rg[..., 0, k] + J02 * Rg[..., 2, k] for k in range(3)],
+        [J11 * Rg[..., 1, k] + J12 * Rg[..., 2, k] for k in range(3)],
+    ]  # [2][3] of [B,V,N]
+    M = (quat_to_rotmat(quats) * scales[..., None, :])[:, None]  # [B,1,N,3,3]
+    A = [[row[0] * M[..., 0, k] + row[1] * M[..., 1, k] + row[2] * M[..., 2, k] for k in range(3)] for row in JR]
+    a = A[0][0] * A[0][0] + A[0][1] * A[0][1] + A[0][2] * A[0][2] + eps2d
+    b = A[0][0] * A[1][0] + A[0][1] * A[1][1] + A[0][2] * A[1][2]
+    c = A[1][0] * A[1][0] + A[1][1] * A[1][1] + A[1][2] * A[1][2] + eps2d
+    cov2d = torch.stack([a, b, b, c], dim=-1).reshape(*z.shape, 2, 2)
     det = a * c - b * b
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)

@@ -161,13 +161,15 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).contiguous().numpy()
 
 
-def _make_plan(lo, hi, cam_of, depth_order, width, height, tile_size, num_cams, f32: bool) -> _Plan:
+def _make_plan(lo, hi, cam_of, depth, valid, width, height, tile_size, num_cams, f32: bool) -> _Plan:
+    """Bin the rows (Gaussians in cameras) into tiles, each tile's list in depth order, and deal the tiles out."""
     K = _kernels()
     tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
     tiles_per_cam = tiles_x * tiles_y
-    offsets, ids, row_offsets, row_isects = K._bin_tiles(
-        lo, hi, cam_of, depth_order, tile_size, tiles_x, tiles_per_cam, num_cams * tiles_per_cam
-    )
+    with _LAUNCH_LOCK:
+        offsets, ids, row_offsets, row_isects = K._bin_tiles(
+            lo, hi, cam_of, depth, valid, tile_size, tiles_x, tiles_per_cam, num_cams * tiles_per_cam
+        )
     work = K._schedule(offsets, _num_chunks())
     xs = np.arange(width, dtype=np.float64) + 0.5
     ys = np.arange(height, dtype=np.float64) + 0.5
@@ -236,9 +238,10 @@ class _FusedRender(torch.autograd.Function):
                 hi,
                 valid,
             )
-            order = K._depth_order(np.ascontiguousarray(feats[:, D]), valid, B * V, N)
         cam_of = np.arange(R, dtype=np.int64) // N
-        plan = _make_plan(lo, hi, cam_of, order, width, height, tile_size, B * V, False)
+        plan = _make_plan(
+            lo, hi, cam_of, np.ascontiguousarray(feats[:, D]), valid, width, height, tile_size, B * V, False
+        )
         if stats is not None:
             stats["num_pairs"] = plan.count_pairs(means2d, conics, opac)
             stats["num_intersections"] = int(plan.ids.shape[0])
@@ -361,12 +364,12 @@ def rasterize_numba(
     )
     with torch.no_grad():
         lo, hi = pixel_boxes(vis.means2d, vis.cov2d, vis.radii, vis.opacities, width, height, tile_size)
-        depth_order = torch.sort(vis.depths.detach(), stable=True).indices
     plan = _make_plan(
         lo.numpy(),
         hi.numpy(),
         vis.cam_of.numpy(),
-        depth_order.numpy(),
+        vis.depths.detach().to(torch.float64).numpy(),
+        np.ones(lo.shape[0], np.bool_),
         width,
         height,
         tile_size,

@@ -23,18 +23,20 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 
-@njit(cache=True)
-def _bin_tiles(lo, hi, cam_of, depth_order, tile_size, tiles_x, tiles_per_cam, n_tiles):
+@njit(cache=True, parallel=True)
+def _bin_tiles(lo, hi, cam_of, depth, valid, tile_size, tiles_x, tiles_per_cam, n_tiles):
     """CSR lists of Gaussians (rows) per tile, each in depth order: (offsets [n_tiles + 1], row ids), and per row
     the positions of its intersections in that list (row_offsets [G + 1], row_isects), for the gradient sums.
 
-    depth_order lists the rows to bin (-1 entries are skipped); rows with an empty box are never binned."""
+    Rows with `valid` False or an empty box are never binned. Rows are binned in index order (the arrays are read
+    front to back: in depth order they were read at random, ~5x slower), then each tile's list is sorted by depth
+    in parallel, stably, so ties keep index order, as a stable sort of all rows by depth would.
+    """
     G = lo.shape[0]
     counts = np.zeros(n_tiles + 1, np.int64)
     row_counts = np.zeros(G + 1, np.int64)
-    for i in range(depth_order.shape[0]):
-        g = depth_order[i]
-        if g < 0 or hi[g, 0] <= lo[g, 0] or hi[g, 1] <= lo[g, 1]:
+    for g in range(G):
+        if not valid[g] or hi[g, 0] <= lo[g, 0] or hi[g, 1] <= lo[g, 1]:
             continue
         tx0, tx1 = lo[g, 0] // tile_size, (hi[g, 0] - 1) // tile_size
         ty0, ty1 = lo[g, 1] // tile_size, (hi[g, 1] - 1) // tile_size
@@ -46,23 +48,34 @@ def _bin_tiles(lo, hi, cam_of, depth_order, tile_size, tiles_x, tiles_per_cam, n
     offsets = np.cumsum(counts)
     row_offsets = np.cumsum(row_counts)
     fill = offsets[:-1].copy()
-    ids = np.empty(offsets[-1], np.int64)
-    row_isects = np.empty(row_offsets[-1], np.int64)
-    for i in range(depth_order.shape[0]):
-        g = depth_order[i]
-        if g < 0 or hi[g, 0] <= lo[g, 0] or hi[g, 1] <= lo[g, 1]:
+    binned = np.empty(offsets[-1], np.int64)
+    slot = np.empty(offsets[-1], np.int64)  # where in row_isects each entry of `binned` is recorded
+    for g in range(G):
+        k = row_offsets[g]
+        if row_offsets[g + 1] == k:
             continue
         tx0, tx1 = lo[g, 0] // tile_size, (hi[g, 0] - 1) // tile_size
         ty0, ty1 = lo[g, 1] // tile_size, (hi[g, 1] - 1) // tile_size
         base = cam_of[g] * tiles_per_cam
-        k = row_offsets[g]
         for ty in range(ty0, ty1 + 1):
             for tx in range(tx0, tx1 + 1):
                 t = base + ty * tiles_x + tx
-                ids[fill[t]] = g
-                row_isects[k] = fill[t]
+                binned[fill[t]] = g
+                slot[fill[t]] = k
                 k += 1
                 fill[t] += 1
+    ids = np.empty(offsets[-1], np.int64)
+    row_isects = np.empty(row_offsets[-1], np.int64)
+    for t in prange(n_tiles):
+        a, b = offsets[t], offsets[t + 1]
+        keys = np.empty(b - a)
+        for i in range(a, b):
+            keys[i - a] = depth[binned[i]]
+        perm = np.argsort(keys, kind="mergesort")
+        for j in range(b - a):
+            src = a + perm[j]
+            ids[a + j] = binned[src]
+            row_isects[slot[src]] = a + j
     return offsets, ids, row_offsets, row_isects
 
 
@@ -571,30 +584,6 @@ def _project_fwd(
                 e_hi = np.floor(m + ext - 0.5) + 1
                 lo[r, axis] = np.int64(max(p_lo, e_lo))
                 hi[r, axis] = np.int64(min(p_hi, e_hi))
-
-
-@njit(cache=True, parallel=True)
-def _depth_order(depth, valid, num_cams, N):
-    """Per camera, its valid rows sorted by depth (stable: ties keep index order); -1 pads the rest."""
-    order = np.full(num_cams * N, -1, np.int64)
-    for cam in prange(num_cams):
-        base = cam * N
-        cnt = 0
-        for n in range(N):
-            if valid[base + n]:
-                cnt += 1
-        keys = np.empty(cnt)
-        rows = np.empty(cnt, np.int64)
-        k = 0
-        for n in range(N):
-            if valid[base + n]:
-                keys[k] = depth[base + n]
-                rows[k] = base + n
-                k += 1
-        idx = np.argsort(keys, kind="mergesort")
-        for k in range(cnt):
-            order[base + k] = rows[idx[k]]
-    return order
 
 
 @njit(cache=True, parallel=True)
