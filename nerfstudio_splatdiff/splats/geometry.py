@@ -70,7 +70,14 @@ def quat_multiply(a: Float[Tensor, "*batch 4"], b: Float[Tensor, "*batch 4"]) ->
     )
 
 
+def covariance_factor(
+    quats: Float[Tensor, "*batch 4"], scales: Float[Tensor, "*batch 3"]
+) -> Float[Tensor, "*batch 3 3"]:
+    """M = R S, the factor of the covariance Sigma = M M^T, from a quaternion and per-axis standard deviations."""
+    return quat_to_rotmat(quats) * scales[..., None, :]
+
+
 def covariance_3d(quats: Float[Tensor, "*batch 4"], scales: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
     """Sigma = R S S^T R^T from a quaternion and per-axis standard deviations."""
-    M = quat_to_rotmat(quats) * scales[..., None, :]
+    M = covariance_factor(quats, scales)
     return M @ M.transpose(-1, -2)

@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from nerfstudio_splatdiff.splats.geometry import quat_to_rotmat
+from nerfstudio_splatdiff.splats.geometry import covariance_factor
 
 
 @dataclass
@@ -69,7 +69,7 @@ def project_gaussians(
         [J00 * Rg[..., 0, k] + J02 * Rg[..., 2, k] for k in range(3)],
         [J11 * Rg[..., 1, k] + J12 * Rg[..., 2, k] for k in range(3)],
     ]  # [2][3] of [B,V,N]
-    M = (quat_to_rotmat(quats) * scales[..., None, :])[:, None]  # [B,1,N,3,3]
+    M = covariance_factor(quats, scales)[:, None]  # [B,1,N,3,3]
     A = [[row[0] * M[..., 0, k] + row[1] * M[..., 1, k] + row[2] * M[..., 2, k] for k in range(3)] for row in JR]
     a = A[0][0] * A[0][0] + A[0][1] * A[0][1] + A[0][2] * A[0][2] + eps2d
     b = A[0][0] * A[1][0] + A[0][1] * A[1][1] + A[0][2] * A[1][2]

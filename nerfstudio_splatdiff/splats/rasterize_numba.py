@@ -368,7 +368,7 @@ def rasterize_numba(
         lo.numpy(),
         hi.numpy(),
         vis.cam_of.numpy(),
-        vis.depths.detach().to(torch.float64).numpy(),
+        _np(vis.depths),
         np.ones(lo.shape[0], np.bool_),
         width,
         height,
