@@ -36,7 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import device_label, latest_step, tool  # noqa: E402
-from proving_ground import SEED, scores  # noqa: E402
+from proving_ground import SPLITS, scores  # noqa: E402
+
+SEED = SPLITS["val"][0]  # choices are made on the validation split
 
 METHOD = "splatdiff-var-small"
 SHIPPED = ROOT / "checkpoints/demo" / METHOD / "shipped" / "config.yml"

@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# What a lent GPU is spent on, most important first, in one time-boxed go (a lent machine gives ~15 minutes in
-# all, at most 10 per command, start-up included: run this with timeout_s ~590; about 9 minutes as set):
-#   0. set-up: the packages the machine lacks, from wheels carried in $WHEELS (see "Wheels" below), then this
-#      project (no network there); a 5-second import check that stops everything at once if that failed;
-#   1. the proving-ground model: splatdiff-var-small warm-started from the shipped checkpoints/demo VAR (weights
-#      only, fresh optimiser), with splatdiff-regression-small and splatdiff-var-small-input-only trained from
-#      scratch beside it (the baselines' equal-compute catch-up), then splatdiff-diffusion-small warm-started from
-#      the shipped denoiser over the new VAR;
-#   2. slim inference-only copies of all four runs, each packed with its loss curves (tensorboard) and log into
-#      one tar under $RESULTS (what comes back from the machine: few files, each < 16 MB);
-#   3. train_speed.py on this device: VAR-small at batch 16 with the training scenes resident on the GPU and with
-#      the DataLoader, the paper preset at 128x128, batch 32 (torch rasteriser: gsplat JIT-builds for ~4 minutes).
-# The training runs keep their scenes on the GPU (the datamanager's device_scenes "auto"; data/device_scenes.py).
-# Training is time-boxed (SIGINT; the newest complete checkpoint, saved every SAVE steps, is used).
+# What a lent GPU is spent on, in one time-boxed go that starts training within its first minute and adds to what
+# the previous lent GPU trained (a lent machine gives ~15 minutes in all, at most 10 per command, start-up included:
+# run this with timeout_s ~590; BUDGET, the seconds it plans for, is 560 as set):
+#   0. set-up (~15 s): the packages the machine lacks, from wheels carried in $WHEELS (see "Wheels" below), then
+#      this project; the procedural data (`splatdiff-make-procedural $DATA_ARGS`, ~30 s on 16 cores) made in the
+#      background meanwhile; gsplat's CUDA extension prebuilt on a CPU machine (benchmarks/build_gsplat_cuda.sh,
+#      carried in build/gsplat_cuda/) installed when it matches this machine's torch and Python, else the torch
+#      rasteriser (gsplat's own JIT build takes ~4 minutes of the lease);
+#   1. the model the geometry issue (#20) needs most: $VAR_METHOD (splatdiff-var-gpu128, the privileged VAR at
+#      128x128, on the shape proving ground) for T_STAGE1 seconds, then $DIFFUSION_METHOD over it for T_DIFFUSION,
+#      each warm-started from the newest slim copy of the previous GPU run (weights and step; fresh Adam), found
+#      under each of RESUME_ROOTS as checkpoints/gpu/<method>/shipped/ (committed, or carried), else from scratch;
+#      the highest step wins among those and checkpoints/shape/ (the CPU-trained geometry VAR) and checkpoints/demo/,
+#      so `VAR_METHOD=splatdiff-var-small DIFFUSION_METHOD=splatdiff-diffusion-small` continues the 64x64 geometry
+#      VAR and warm-starts its denoiser from the shipped one;
+#   2. slim copies of both runs (float16 inference weights, what the next run resumes from), one tar per method
+#      with its loss curves (tensorboard events) under $RESULTS;
+#   3. CHECKS=1: gsplat against the torch rasteriser (the cuda-marked tests) when gsplat is installed;
+#   4. SPEED=1: benchmarks/train_speed.py with its profiler on this device (issue #21's targets: VAR-small and
+#      diffusion-small at batch 32, the paper VAR at 128x128 batch 32), as long as the budget allows.
+# Training is time-boxed (SIGINT; the newest complete checkpoint, saved every SAVE steps, is what is kept). The
+# session log says when the first training step was done ("first training step ... s after the start").
 #
-# Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh
-# Knobs: T_STAGE1 T_DIFFUSION (seconds); SCENES; BATCH; SAVE; WHEELS (folder of .whl; empty: already installed).
+# Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
+#                                                                        build/gsplat_cuda; build/gpu_resume if used)
+# What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/gpu/<method>/shipped/ and the
+# run's loss curves in checkpoints/gpu/<method>/events/), speed.tar, logs.tar, session.json. The next run resumes
+# from them once unpacked in the repo root (`tar -xf splatdiff-var-gpu128.tar`: checkpoints/gpu/..., committed or
+# not: untracked files travel too) or in build/gpu_resume/ (ignored; carry it).
+# CPU dry run of the whole plumbing at tiny settings (no wheels, the .venv, 4 scenes, no speed or checks):
+#   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
+# Knobs: BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
+# shape") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD DIFFUSION_METHOD;
+# TRAIN_ARGS (extra ns-train flags for both runs); RESUME_ROOTS; WHEELS (folder of .whl; empty: already
+# installed); GSPLAT_BUILD; CHECKS SPEED (1/0); WORK.
 # Wheels (here, once; Python 3.12 x86-64, the versions of the CPU .venv):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl  NAME==VERSION ...
@@ -27,90 +45,202 @@
 set -uo pipefail
 # The whole script is one function, parsed before it runs: background jobs share the script file offset.
 main() {
+START=$SECONDS
+DRY_RUN=${DRY_RUN:-0}
+if [ "$DRY_RUN" = 1 ]; then  # the CPU plumbing check: tiny data, tiny batches, the .venv's tools
+  : "${WHEELS=}" "${SCENES:=4}" "${VIEWS:=6}" "${SAVE:=1}" "${T_STAGE1:=360}" "${T_DIFFUSION:=200}" "${BUDGET:=900}"
+  : "${CHECKS:=0}" "${SPEED:=0}" "${WORK:=/tmp/splatdiff-gpu-dry}" "${RESUME_ROOTS:=$WORK/resume}"
+  : "${TRAIN_ARGS:=--pipeline.datamanager.scenes-per-batch 1 --pipeline.datamanager.num-workers 0}"
+  export PATH=$PWD/.venv/bin:$PATH
+  # The presets this script trains, also where the .venv was installed before they existed (no entry points yet).
+  export NERFSTUDIO_METHOD_CONFIGS=${NERFSTUDIO_METHOD_CONFIGS:-\
+splatdiff-var-gpu128=method_configs.splatdiff_methods:splatdiff_var_gpu128,\
+splatdiff-diffusion-gpu128=method_configs.splatdiff_methods:splatdiff_diffusion_gpu128}
+fi
 RESULTS=${RESULTS:-benchmarks/results/gpu}
-T_STAGE1=${T_STAGE1:-170}
+BUDGET=${BUDGET:-560}
+T_STAGE1=${T_STAGE1:-240}
 T_DIFFUSION=${T_DIFFUSION:-90}
 SCENES=${SCENES:-500}
-BATCH=${BATCH:-32}
-SAVE=${SAVE:-100}
+VIEWS=${VIEWS:-24}
+SAVE=${SAVE:-250}
+VAR_METHOD=${VAR_METHOD:-splatdiff-var-gpu128}
+DIFFUSION_METHOD=${DIFFUSION_METHOD:-splatdiff-diffusion-gpu128}
+DATA_ARGS=${DATA_ARGS:---kind object --modes shape}
+TRAIN_ARGS=${TRAIN_ARGS:-}
+CHECKS=${CHECKS:-1}
+SPEED=${SPEED:-1}
 WHEELS=${WHEELS-.whl}
+GSPLAT_BUILD=${GSPLAT_BUILD:-build/gsplat_cuda}
+RESUME_ROOTS=${RESUME_ROOTS:-. build/gpu_resume}
 WORK=${WORK:-/tmp/splatdiff-gpu}
 DATA=${DATA:-$WORK/data}
+DATA_CMD=${DATA_CMD:-splatdiff-make-procedural $DATA_ARGS --output $DATA --scenes $SCENES --views $VIEWS \
+--resolution 128 --seed 0 --workers $(($(nproc) > 2 ? $(nproc) - 1 : 1))}
 RUNS=$WORK/gpu
-SLIM=$WORK/slim
-SHIPPED=checkpoints/demo
-mkdir -p "$RESULTS" "$WORK"
-log() { echo "[$(date +%T)] $*" | tee -a "$RESULTS/session.log"; }
+OUTS=$WORK/out  # slim copies as checkpoints/gpu/<method>/shipped, relative to here (and to the repo root)
+REPO=$PWD
+mkdir -p "$RESULTS" "$WORK" "$OUTS"
+RESULTS=$(cd "$RESULTS" && pwd)
+log() { echo "[$(date +%T) +$((SECONDS - START))s] $*" | tee -a "$RESULTS/session.log"; }
+left() { echo $((BUDGET - (SECONDS - START))); }
+declare -A FACTS  # what session.json records
+log "gpu_session start (dry run: $DRY_RUN)"
 
 # 0. set-up.
 if [ -n "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     "$WHEELS"/*.whl >"$RESULTS/install.log" 2>&1 || { log "install failed"; tail -20 "$RESULTS/install.log"; return 1; }
   export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
+  log "installed"
 fi
-export HF_HUB_OFFLINE=1 SPLATDIFF_RENDER_BACKEND=torch PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+data_pid=""
+if [ ! -f "$DATA/procedural/frame_annotations.jgz" ]; then
+  $DATA_CMD >"$RESULTS/make_procedural.log" 2>&1 &
+  data_pid=$!
+fi
 python3 -c "import method_configs.splatdiff_methods, nerfstudio_splatdiff.pipeline, nerfstudio.scripts.train" \
   >"$RESULTS/import.log" 2>&1 || { log "import check failed"; tail -20 "$RESULTS/import.log"; return 1; }
-log "device $(python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")"
+FACTS[device]=$(python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")
+FACTS[torch]=$(python3 -c "import torch; print(torch.__version__)")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$RESULTS/nvidia_smi.txt" 2>&1
+log "device ${FACTS[device]}, torch ${FACTS[torch]}"
 
-if [ ! -f "$DATA/procedural/frame_annotations.jgz" ]; then
-  splatdiff-make-procedural --kind object --output "$DATA" --scenes "$SCENES" --views 24 --resolution 128 \
-    --seed 0 --workers 16 >"$RESULTS/make_procedural.log" 2>&1 || { log "data failed"; return 1; }
+# gsplat: the prebuilt extension where it was built for this torch and Python, else the torch rasteriser.
+backend=torch
+if [ -f "$GSPLAT_BUILD/csrc.so" ] && [ "${FACTS[device]}" != cpu ]; then
+  built=$(python3 -c "import json; i = json.load(open('$GSPLAT_BUILD/BUILD_INFO.json')); print(i['torch'], \
+i['python'])" 2>/dev/null)
+  here=$(python3 -c "import sys, torch; print(torch.__version__, '%d.%d' % sys.version_info[:2])")
+  if [ "$built" = "$here" ]; then
+    site=$(python3 -c "import gsplat, os; print(os.path.dirname(gsplat.__file__))")
+    cp "$GSPLAT_BUILD/csrc.so" "$site/csrc.so" && python3 -c "import torch, gsplat.csrc" >"$RESULTS/gsplat.log" 2>&1 \
+      && backend=gsplat || log "prebuilt gsplat did not load: $(tail -1 "$RESULTS/gsplat.log")"
+  else
+    log "prebuilt gsplat is for torch/Python $built, this machine has $here"
+  fi
+elif [ ! -f "$GSPLAT_BUILD/csrc.so" ]; then
+  log "no prebuilt gsplat in $GSPLAT_BUILD (benchmarks/build_gsplat_cuda.sh)"
 fi
-log "data ready"
+[ "${FACTS[device]}" = cpu ] && backend=auto  # a dry run: the CPU's own default (numba)
+if [ "$backend" = torch ]; then export SPLATDIFF_RENDER_BACKEND=torch; else unset SPLATDIFF_RENDER_BACKEND; fi
+FACTS[rasteriser]=$backend
+log "rasteriser: $backend"
 
-train() {  # method seconds workers extra-args...: one time-boxed run in $RUNS/<method>/run
-  local method=$1 seconds=$2 workers=$3
-  shift 3
+newest_slim() {  # the newest slim checkpoint of a method under RESUME_ROOTS (highest step), or nothing: a previous
+  # GPU run's (checkpoints/gpu), the CPU-trained geometry model's (checkpoints/shape), the shipped demo's
+  local root
+  for root in $RESUME_ROOTS; do
+    ls "$root"/checkpoints/{gpu,shape,demo}/"$1"/shipped/nerfstudio_models/step-*.ckpt 2>/dev/null
+  done | awk -F'step-' '{print $NF "\t" $0}' | sort -n | tail -1 | cut -f2
+}
+last_saved() { ls "$RUNS/$1/run/nerfstudio_models"/step-*.ckpt 2>/dev/null | sort -V | tail -1; }
+step_of() { local n=${1##*step-}; [ -n "$1" ] && echo $((10#${n%.ckpt})) || echo -; }
+
+if [ -n "$data_pid" ]; then
+  wait "$data_pid" || { log "data failed: $(tail -2 "$RESULTS/make_procedural.log")"; return 1; }
+fi
+log "data ready ($DATA)"
+
+train() {  # method seconds extra-args...: one time-boxed run in $RUNS/<method>/run, resumed from its newest slim
+  local method=$1 seconds=$2 resume
+  shift 2
+  resume=$(newest_slim "$method")
+  local from=(); [ -n "$resume" ] && from=(--load-checkpoint "$resume")
+  FACTS[${method}_resumed_from]=${resume:-scratch}
+  log "$method: ${seconds} s from ${resume:-scratch}"
+  rm -rf "$RUNS/$method/run"
+  # shellcheck disable=SC2086
   timeout -s INT "$seconds" ns-train "$method" --max-num-iterations 1000000 --vis tensorboard --output-dir "$WORK" \
     --experiment-name gpu --timestamp run --steps-per-save "$SAVE" --steps-per-eval-image 1000000 \
-    --steps-per-eval-batch 1000000 --pipeline.datamanager.num-workers "$workers" \
-    --pipeline.datamanager.scenes-per-batch "$BATCH" "$@" co3d-data --data "$DATA" \
-    >"$RESULTS/train_${method}.log" 2>&1
-  log "$method stopped (exit $?) at $(ls "$RUNS/$method/run/nerfstudio_models" 2>/dev/null | sort -V | tail -1)"
+    --steps-per-eval-batch 1000000 "${from[@]}" $TRAIN_ARGS "$@" co3d-data --data "$DATA" \
+    >"$RESULTS/train_${method}.log" 2>&1 &
+  local pid=$! first=""
+  while kill -0 "$pid" 2>/dev/null; do  # nerfstudio prints its first stats line after the first step
+    if [ -z "$first" ] && grep -q -E "Printing max of|Step \(% Done\)" "$RESULTS/train_${method}.log" 2>/dev/null; then
+      first=$((SECONDS - START))
+      log "$method: first training step done $first s after the start"
+    fi
+    sleep 1
+  done
+  wait "$pid"
+  local rc=$? saved
+  saved=$(last_saved "$method")
+  FACTS[${method}_first_step_s]=${first:--}
+  FACTS[${method}_steps]="$(step_of "$resume") -> $(step_of "$saved")"
+  log "$method stopped (exit $rc) at $(step_of "$saved") (from $(step_of "$resume"))"
 }
-shipped_ckpt() { ls "$SHIPPED/$1/shipped/nerfstudio_models"/step-*.ckpt | sort -V | tail -1; }
 
-# 1. stage 1 side by side (the VAR gets the most loader workers), then stage 2.
-train splatdiff-var-small "$T_STAGE1" 6 --load-checkpoint "$(shipped_ckpt splatdiff-var-small)" &
-p1=$!
-train splatdiff-regression-small "$T_STAGE1" 3 &
-p2=$!
-train splatdiff-var-small-input-only "$T_STAGE1" 3 &
-p3=$!
-wait "$p1" "$p2" "$p3"
-train splatdiff-diffusion-small "$T_DIFFUSION" 10 --load-checkpoint "$(shipped_ckpt splatdiff-diffusion-small)" \
-  --pipeline.model.var-checkpoint "$RUNS/splatdiff-var-small/run/config.yml"
+# 1. the VAR, then the denoiser over it (this session's VAR, else the newest slim one).
+train "$VAR_METHOD" "$T_STAGE1"
+var_config=""
+if [ -n "$(last_saved "$VAR_METHOD")" ]; then
+  var_config=$RUNS/$VAR_METHOD/run/config.yml
+elif [ -n "$(newest_slim "$VAR_METHOD")" ]; then
+  var_config=$(dirname "$(dirname "$(newest_slim "$VAR_METHOD")")")/config.yml
+fi
+if [ -n "$var_config" ] && [ "$(left)" -gt $((T_DIFFUSION + 40)) ]; then
+  train "$DIFFUSION_METHOD" "$T_DIFFUSION" --pipeline.model.var-checkpoint "$var_config"
+else
+  log "diffusion skipped (VAR config '${var_config}', $(left) s left)"
+fi
 
-# 2. slim copies + loss curves + logs, one tar per method.
-splatdiff-slim-run --load-config "$RUNS/splatdiff-diffusion-small/run/config.yml" --output-dir "$SLIM" \
-  --experiment-name demo --data data/demo >"$RESULTS/slim.log" 2>&1
-for m in splatdiff-regression-small splatdiff-var-small-input-only; do
-  splatdiff-slim-run --load-config "$RUNS/$m/run/config.yml" --output-dir "$SLIM" --experiment-name demo \
-    --data data/demo >>"$RESULTS/slim.log" 2>&1
-done
-log "slim exit $? ($(ls "$SLIM/demo" 2>/dev/null | tr '\n' ' '))"
-for m in splatdiff-var-small splatdiff-diffusion-small splatdiff-regression-small splatdiff-var-small-input-only; do
-  tar -cf "$RESULTS/$m.tar" -C "$WORK" "slim/demo/$m" $(cd "$WORK" && ls -d gpu/$m/run/events.* gpu/$m/run/config.yml \
-    2>/dev/null) 2>>"$RESULTS/slim.log"
+# 2. slim copies (the diffusion run's also writes its VAR's) + loss curves, one tar per method.
+slim() {
+  (cd "$OUTS" && splatdiff-slim-run --load-config "$1" --output-dir checkpoints --experiment-name gpu \
+    --data data/proving-shape --overwrite >>"$RESULTS/slim.log" 2>&1)
+}
+if [ -n "$(last_saved "$DIFFUSION_METHOD")" ]; then
+  slim "$RUNS/$DIFFUSION_METHOD/run/config.yml"
+elif [ -n "$(last_saved "$VAR_METHOD")" ]; then
+  slim "$RUNS/$VAR_METHOD/run/config.yml"
+fi
+log "slim exit $? ($(ls "$OUTS/checkpoints/gpu" 2>/dev/null | tr '\n' ' '))"
+for m in "$VAR_METHOD" "$DIFFUSION_METHOD"; do
+  [ -d "$OUTS/checkpoints/gpu/$m" ] || continue
+  tar -cf "$RESULTS/$m.tar" -C "$OUTS" "checkpoints/gpu/$m" --transform "s,^gpu/$m/run/,checkpoints/gpu/$m/events/," \
+    -C "$WORK" $(cd "$WORK" && ls -d gpu/"$m"/run/events.* 2>/dev/null) 2>>"$RESULTS/slim.log"
+  size=$(stat -c %s "$RESULTS/$m.tar")
+  [ "$size" -le $((16 * 1024 * 1024)) ] || log "WARNING: $m.tar is $size bytes, over the 16 MiB a file may come back"
+  FACTS[${m}_tar_bytes]=$size
 done
 log "packed"
 
-# 3. speed on this device, for issue #11's GPU targets (torch rasteriser: gsplat's CUDA extension JIT-builds for
-#    ~4 minutes): VAR-small at 64x64, batch 16, training scenes resident on the GPU and then through the DataLoader
-#    (is the input the bottleneck?), and the paper preset at 128x128, batch 32.
+# 3. gsplat against the torch rasteriser.
+if [ "$CHECKS" = 1 ] && [ "$backend" = gsplat ] && [ "$(left)" -gt 60 ]; then
+  timeout 60 python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_rasterizer.py >"$RESULTS/cuda_tests.log" 2>&1
+  FACTS[gsplat_cross_check]=$(tail -1 "$RESULTS/cuda_tests.log")
+  log "gsplat cross-check: ${FACTS[gsplat_cross_check]}"
+fi
+
+# 4. speed and profile on this device, most wanted first, while the budget lasts.
 speed() {  # name seconds train_speed-args...
   local name=$1 seconds=$2
   shift 2
-  timeout "$seconds" python3 benchmarks/train_speed.py --device cuda --backend torch --data "$DATA" --steps 20 \
+  if [ "$(left)" -lt "$seconds" ]; then log "speed $name skipped ($(left) s left)"; return; fi
+  timeout "$seconds" python3 benchmarks/train_speed.py --device cuda --data "$DATA" --steps 20 --profile 5 \
     --json "$RESULTS/train_speed_cuda_$name.json" "$@" >"$RESULTS/train_speed_$name.log" 2>&1
   log "train speed $name exit $?"
 }
-speed small_resident 55 --methods var-small --batch 16 --device-scenes on --shipped
-speed small_loader 55 --methods var-small --batch 16 --device-scenes off --num-workers 6
-speed paper_resident 70 --methods var --batch 32 --device-scenes on
-# What comes back is at most 8 files: the four tars, the three speed JSONs, and every log in one tar.
-(cd "$RESULTS" && tar -cf logs.tar ./*.log ./*.txt && rm -f ./*.log ./*.txt)
+if [ "$SPEED" = 1 ]; then
+  speed var_small_b32 45 --methods var-small --batch 32 --device-scenes on
+  speed diffusion_small_b32 40 --methods diffusion-small --batch 32 --device-scenes on
+  speed paper_var_128_b32 60 --methods var --batch 32 --device-scenes on
+fi
+
+# What comes back is at most 8 files: the two tars, speed.tar, logs.tar and session.json.
+FACTS[total_s]=$((SECONDS - START))
+for k in "${!FACTS[@]}"; do printf '%s\t%s\n' "$k" "${FACTS[$k]}"; done | python3 -c "
+import json, sys, datetime
+facts = dict(line.rstrip('\n').split('\t', 1) for line in sys.stdin if '\t' in line)
+facts['date'] = datetime.date.today().isoformat()
+facts['script'] = 'benchmarks/gpu_session.sh'
+json.dump(dict(sorted(facts.items())), open('$RESULTS/session.json', 'w'), indent=1)"
+(cd "$RESULTS" && ls ./train_speed_cuda_*.json >/dev/null 2>&1 && tar -cf speed.tar ./train_speed_cuda_*.json \
+  && rm -f ./train_speed_cuda_*.json)
+log "done in $((SECONDS - START)) s"
+(cd "$RESULTS" && tar -cf logs.tar ./*.log ./*.txt 2>/dev/null && rm -f ./*.log ./*.txt)
+cd "$REPO" || true
 }
 main "$@"

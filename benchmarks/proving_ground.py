@@ -7,9 +7,15 @@ hidden-side mode, so every correct completion of each input is known. For each i
 - `diffusion_1` / `diffusion_best_of_N`: N samples of stage 2 from the input alone (best: by PSNR over targets);
 with Splatter Image's metrics (PSNR per target image, averaged; full and objects only), input view and
 hidden-side views apart, high-frequency energy, diversity, and which hidden-side mode each output shows.
-Writes benchmarks/results/proving_ground.json, a figure of completions and the loss curves, and prints a table.
+Two proving grounds (`--modes`): `colour` (hidden sides differ in colour and a small knob; judged by colour) and
+`shape` (hidden sides differ in shape only, the body's own texture everywhere; judged by silhouettes and depths of
+the back and side views, `completions.SHAPE_RULE`). Two splits (`--split`) of held-out scenes, from seeds no run
+trained on: `val` (seed 1000, the 20 inputs every earlier choice was made on: choose here) and `test` (seed 3000,
+24 inputs: report here, choose nothing).
+Writes benchmarks/results/proving_ground_<modes>_<split>.json, a figure of completions and the loss curves, and
+prints a table.
 
-    python benchmarks/proving_ground.py [--runs outputs/train-demo/demo] [--scenes 20] [--num-samples 20]
+    python benchmarks/proving_ground.py --modes shape --split val --runs outputs/train-shape/demo
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ RUN_NAMES = {
     "var": "splatdiff-var-small",
     "diffusion": "splatdiff-diffusion-small",
 }
-SEED = 1_000  # the training data used seed 0: every scene here is new
+SPLITS = {"val": (1_000, 20), "test": (3_000, 24)}
+"""Held-out splits: (seed, scenes). The training data used seed 0, so every scene here is new to every run."""
 
 
 def laplacian_energy(img: torch.Tensor, region: torch.Tensor) -> float:
@@ -74,7 +81,25 @@ def scores(pred: torch.Tensor, batch: dict, hidden: list[int]) -> dict:
     }
 
 
-def loss_curves(runs: Path, out_png: Path) -> dict:
+def geometry_vs_truth(item, render: dict) -> dict:
+    """Hidden-side geometry of one rendered scene (every evaluated frame) against the input's TRUE completion, on the
+    geometry judge's views (the back and the two sides): silhouette IoU, mean depth error where both show the object
+    (scene units; cameras at distance 2), and the judge's depth-checked score."""
+    from nerfstudio_splatdiff.completions import shape_score, silhouette_iou
+
+    judge, k = item.shape_judge, item.true_mode
+    alpha, depth = render["accumulation"][judge.views], render["depth"][judge.views]
+    mask, true_depth = judge.masks[k], judge.depths[k]
+    both = (alpha > 0.5) & (mask > 0.5)
+    err = float((depth - true_depth).abs()[both].mean()) if both.any() else float("nan")
+    return {
+        "hidden_silhouette_iou": silhouette_iou(alpha, mask),
+        "hidden_depth_error": err,
+        "shape_score": shape_score(alpha, depth, mask, true_depth),
+    }
+
+
+def loss_curves(runs: Path, out_png: Path, run_folder: str = "run") -> dict:
     """Training loss curves of each run from its tensorboard events, plotted; also steps and seconds per step."""
     import matplotlib
 
@@ -84,7 +109,7 @@ def loss_curves(runs: Path, out_png: Path) -> dict:
 
     info, fig = {}, plt.figure(figsize=(10, 3.2))
     for i, (name, method) in enumerate(RUN_NAMES.items()):
-        run = runs / method / "run"
+        run = runs / method / run_folder
         events = sorted(run.glob("events.out.tfevents.*"))
         if not events:
             continue
@@ -117,29 +142,40 @@ def loss_curves(runs: Path, out_png: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / "outputs" / "train-demo" / "demo")
-    ap.add_argument("--scenes", type=int, default=20)
+    ap.add_argument(
+        "--run-folder", default="run", help="each run is <runs>/<method>/<this>/ (shipped: checkpoints/demo)"
+    )
+    ap.add_argument("--modes", choices=("colour", "shape"), default="colour", help="which proving ground")
+    ap.add_argument("--split", choices=tuple(SPLITS), default="val", help="val: choose here; test: report here")
+    ap.add_argument("--scenes", type=int, default=None, help="default: the split's own (20 val, 24 test)")
+    ap.add_argument("--note", default="", help="what was chosen and how (recorded in the JSON)")
     ap.add_argument("--num-samples", type=int, default=20)
     ap.add_argument("--guidance-weight", type=float, default=None, help="default: the diffusion run's own")
     ap.add_argument(
         "--eta", type=float, default=None, help="DDIM eta (0 deterministic, 1 ancestral); default: the run's"
     )
-    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "proving_ground_eval")
+    ap.add_argument("--work", type=Path, default=None, help="default: outputs/proving_ground_eval/<modes>_<split>")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "proving_ground.png")
+    ap.add_argument("--figure", type=Path, default=None, help="default: docs/images/proving_ground_<modes>_<split>.png")
     args = ap.parse_args()
+    seed, default_scenes = SPLITS[args.split]
+    args.scenes = args.scenes or default_scenes
+    tag = f"{args.modes}_{args.split}"
+    args.work = args.work or ROOT / "outputs" / "proving_ground_eval" / tag
+    args.figure = args.figure or ROOT / "docs" / "images" / f"proving_ground_{tag}.png"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     from rich.console import Console
     from rich.progress import track
     from rich.table import Table
 
-    from nerfstudio_splatdiff.completions import EVAL_FRAMES, MODE_RULE, held_out_inputs
+    from nerfstudio_splatdiff.completions import EVAL_FRAMES, MODE_RULE, SHAPE_RULE, held_out_inputs
     from nerfstudio_splatdiff.data.multiscene import hidden_side_frames
     from nerfstudio_splatdiff.models.metrics import visibility_masks
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
     from nerfstudio_splatdiff.runs import load_inference_model
     from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
-    configs = {k: args.runs / m / "run" / "config.yml" for k, m in RUN_NAMES.items()}
+    configs = {k: args.runs / m / args.run_folder / "config.yml" for k, m in RUN_NAMES.items()}
     models = {k: load_inference_model(c)[0] for k, c in configs.items() if c.is_file()}
     if "diffusion" not in models or "var" not in models:
         raise SystemExit(f"Train the proving-ground runs first (benchmarks/train_demo.sh): none under {args.runs}.")
@@ -150,7 +186,9 @@ def main() -> None:
         diff.config.eta = args.eta
     size = diff.config.image_size
     num_modes = 3
-    inputs = held_out_inputs(args.work, args.scenes, SEED, size, num_modes, cache=args.work / "cache")
+    inputs = held_out_inputs(
+        args.work, args.scenes, seed, size, num_modes, cache=args.work / "cache", mode_kind=args.modes
+    )
     n = len(inputs)
     rows: dict[str, list] = {k: [] for k in ("regression", "var_paper", "var", "diffusion_1", "diffusion_best")}
     per_input, hf_gt, hf_in_render, hf_in_gt, div_vis, div_hid, privileged_right, forced_follow, fig = (
@@ -164,11 +202,17 @@ def main() -> None:
         [],
         [],
     )
-    seconds, privileged_right_strict = [], []
+    seconds, privileged_right_strict, geometry = [], [], {k: [] for k in rows}
+
+    def render_all(model, g, batch):
+        N = g.batch_size
+        return model.render_views(g, batch["c2w"].expand(N, -1, -1, -1), batch["K"].expand(N, -1, -1, -1), size)
 
     def render(model, g, batch):
-        N = g.batch_size
-        return model.render_views(g, batch["c2w"].expand(N, -1, -1, -1), batch["K"].expand(N, -1, -1, -1), size)["rgb"]
+        return render_all(model, g, batch)["rgb"]
+
+    def one(out: dict, n: int) -> dict:
+        return {k: v[n] for k, v in out.items()}
 
     def reconstruct(name, batch, privileged=None):
         m = models[name]
@@ -182,29 +226,37 @@ def main() -> None:
         entry = {"scene": item.name, "true_mode": true_mode, "baselines": {}}
         for name in ("regression", "var_paper"):
             if name in models:
-                pred = render(models[name], reconstruct(name, batch), batch)[0]
+                out = render_all(models[name], reconstruct(name, batch), batch)
+                pred = out["rgb"][0]
                 rows[name].append(scores(pred, batch, hidden))
-                entry["baselines"][name] = judge(pred[b])
+                entry["baselines"][name] = item.mode_of(one(out, 0))
+                geometry[name].append(geometry_vs_truth(item, one(out, 0)))
         # var: the true privileged view (an oracle), then every forced mode's privileged view
-        pred = render(models["var"], reconstruct("var", batch, privileged_inputs(batch)), batch)[0]
+        out = render_all(models["var"], reconstruct("var", batch, privileged_inputs(batch)), batch)
+        pred = out["rgb"][0]
         rows["var"].append(scores(pred, batch, hidden))
-        privileged_right.append(judge(pred[b]) == true_mode)
+        geometry["var"].append(geometry_vs_truth(item, one(out, 0)))
+        privileged_right.append(item.mode_of(one(out, 0)) == true_mode)
         privileged_right_strict.append(judge.against_mean(pred[b]) == true_mode)
         hf_in_render.append(laplacian_energy(pred[:1], batch["masks"][0, :1] > 0.5))
         hf_in_gt.append(laplacian_energy(batch["images"][0, :1], batch["masks"][0, :1] > 0.5))
         for k in range(num_modes):
             g = reconstruct("var", batch, privileged_inputs(item.batches[k]))
-            forced_follow.append(judge(render(models["var"], g, batch)[0, b]) == k)
+            forced_follow.append(item.mode_of(one(render_all(models["var"], g, batch), 0)) == k)
         # diffusion: N samples from the input alone
         t0 = time.perf_counter()
         g = diff.generate(batch, args.num_samples, seed=i)
         seconds.append((time.perf_counter() - t0) / args.num_samples)
-        samples = render(diff, g, batch)  # [N, V, H, W, 3]
+        out = render_all(diff, g, batch)
+        samples = out["rgb"]  # [N, V, H, W, 3]
         sample_scores = [scores(s, batch, hidden) for s in samples]
         best = int(np.argmax([s["psnr"] for s in sample_scores]))
         rows["diffusion_1"].append(sample_scores[0])
         rows["diffusion_best"].append(sample_scores[best])
-        entry["sample_modes"] = [judge(s[b]) for s in samples]
+        sample_geometry = [geometry_vs_truth(item, one(out, n)) for n in range(len(samples))]
+        geometry["diffusion_1"].append(sample_geometry[0])
+        geometry["diffusion_best"].append(max(sample_geometry, key=lambda x: x["shape_score"]))
+        entry["sample_modes"] = [item.mode_of(one(out, n)) for n in range(len(samples))]
         entry["sample_modes_against_mean"] = [judge.against_mean(s[b]) for s in samples]
         per_input.append(entry)
         hf_gt.append(laplacian_energy(batch["images"][0, hidden], batch["masks"][0, hidden] > 0.5))
@@ -227,7 +279,7 @@ def main() -> None:
         if other is None:
             continue
         g = reconstruct("var", item.batch, privileged_inputs(other.batch))
-        swaps.append(item.judge(render(models["var"], g, item.batch)[0, item.back]) == other.true_mode)
+        swaps.append(item.mode_of(one(render_all(models["var"], g, item.batch), 0)) == other.true_mode)
 
     def avg(rs: list, key: str) -> float:
         v = np.array([r[key] for r in rs], dtype=np.float64)
@@ -236,14 +288,17 @@ def main() -> None:
     N = args.num_samples
     best_key = f"diffusion_best_of_{N}"
     metrics = {
-        (best_key if k == "diffusion_best" else k): {m: avg(rs, m) for m in rs[0]} for k, rs in rows.items() if rs
+        (best_key if k == "diffusion_best" else k): {m: avg(rs, m) for m in rs[0]}
+        | {m: avg(geometry[k], m) for m in geometry[k][0]}
+        for k, rs in rows.items()
+        if rs
     }
     distinct = [len({m for m in e["sample_modes"] if m >= 0}) for e in per_input]
     all_modes = [m for e in per_input for m in e["sample_modes"]]
     histogram = {str(k): int(sum(m == k for m in all_modes)) for k in range(-1, num_modes)}
     assigned = sum(histogram[str(k)] for k in range(num_modes))
     shares = [histogram[str(k)] / max(len(all_modes), 1) for k in range(num_modes)]
-    run_info = loss_curves(args.runs, args.out_dir / "proving_ground_losses.png")
+    run_info = loss_curves(args.runs, args.out_dir / f"proving_ground_losses_{tag}.png", args.run_folder)
     none_share = {
         name: float(np.mean([e["baselines"].get(name, 0) == -1 for e in per_input]))
         for name in ("regression", "var_paper")
@@ -269,7 +324,14 @@ def main() -> None:
     result = {
         "device": device_label(),
         "date": date.today().isoformat(),
-        "data": f"{n} held-out proving-ground scenes (splatdiff-make-procedural --kind object --seed {SEED}), "
+        "proving_ground": args.modes,
+        "split": args.split,
+        "split_use": "validation: every choice (checkpoint, sampler knobs, preset) is made here"
+        if args.split == "val"
+        else "test: reported only; nothing was chosen on these inputs",
+        "note": args.note,
+        "data": f"{n} held-out proving-ground scenes (splatdiff-make-procedural --kind object --modes {args.modes} "
+        f"--seed {seed}), "
         f"{size}x{size}, input frame 0, targets frames {EVAL_FRAMES[1:]}, K={num_modes} forced-mode copies",
         "steps": {k: latest_step(c) + 1 for k, c in configs.items() if c.is_file()},
         "seconds_per_step": {k: v["seconds_per_step"] for k, v in run_info.items()},
@@ -290,7 +352,13 @@ def main() -> None:
             "hidden_side_follows_swapped_view": float(np.mean(swaps)) if swaps else None,
         },
         "modes": {
-            "rule": MODE_RULE,
+            "rule": SHAPE_RULE if args.modes == "shape" else MODE_RULE,
+            "truth_separability": {
+                "silhouette_iou_between_modes": float(
+                    np.mean([v for it in inputs for v in it.shape_judge.silhouette_iou_between])
+                ),
+                "judged_views": "the back and the two side views (completions.SHAPE_RULE)",
+            },
             "num_modes": num_modes,
             "histogram": histogram,
             "assigned_samples": assigned,
@@ -315,10 +383,10 @@ def main() -> None:
             "completions": f"{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} "
             "(rows: held-out inputs; columns: input, input view re-rendered by sample 1, hidden side of 4 "
             "samples, the K true completions)",
-            "losses": "benchmarks/results/proving_ground_losses.png",
+            "losses": f"benchmarks/results/proving_ground_losses_{tag}.png",
         },
     }
-    (args.out_dir / "proving_ground.json").write_text(json.dumps(result, indent=2))
+    (args.out_dir / f"proving_ground_{tag}.json").write_text(json.dumps(result, indent=2))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.figure, contact_sheet(fig))
     table = Table(title=f"proving ground ({n} held-out inputs, {result['device']}, {result['date']})")

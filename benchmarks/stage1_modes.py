@@ -9,7 +9,11 @@ the input with each mode's privileged view. It reports
   what a decoder learns to ignore.
 Run it on a training run's newest checkpoint while training goes on (one thread); writes JSON and prints a table.
 
+On the geometry proving ground (`--modes shape`) the modes are judged by silhouette and depth (completions.SHAPE_RULE),
+and it also reports the true privileged view's hidden-side silhouette IoU and depth error against the true shape.
+
     python benchmarks/stage1_modes.py [--run outputs/train-demo/demo/splatdiff-var-small/run] [--scenes 10]
+    python benchmarks/stage1_modes.py --modes shape --run outputs/train-shape/demo/splatdiff-var-small/run
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import device_label, latest_step  # noqa: E402
-from proving_ground import SEED  # noqa: E402
+from proving_ground import SPLITS, geometry_vs_truth, per_image_psnr  # noqa: E402
 
 
 @torch.no_grad()
@@ -37,11 +41,19 @@ def main() -> None:
         "--run", type=Path, default=ROOT / "outputs" / "train-demo" / "demo" / "splatdiff-var-small" / "run"
     )
     ap.add_argument("--scenes", type=int, default=10)
-    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "proving_ground_eval")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stage1_modes.json")
-    ap.add_argument("--figure", type=Path, default=None, help="also save back views of 6 inputs: K true, K rendered")
+    ap.add_argument("--modes", choices=("colour", "shape"), default="colour", help="which proving ground")
+    ap.add_argument("--split", choices=tuple(SPLITS), default="val", help="val: choose here; test: report here")
+    ap.add_argument("--work", type=Path, default=None, help="default: outputs/proving_ground_eval/<modes>_<split>")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/stage1_modes[_shape].json")
+    ap.add_argument(
+        "--figure", type=Path, default=None, help="also save the judged views of 6 inputs: K true, then K rendered"
+    )
     ap.add_argument("--threads", type=int, default=1, help="leave the other core to a training run")
     args = ap.parse_args()
+    seed, split_scenes = SPLITS[args.split]
+    args.work = args.work or ROOT / "outputs" / "proving_ground_eval" / f"{args.modes}_{args.split}"
+    suffix = "" if (args.modes, args.split) == ("colour", "val") else f"_{args.modes}_{args.split}"
+    args.out = args.out or ROOT / "benchmarks" / "results" / f"stage1_modes{suffix}.json"
     torch.set_num_threads(args.threads)
     from rich.console import Console
 
@@ -55,22 +67,28 @@ def main() -> None:
     if not getattr(model, "is_var", False) or not net.has_privileged_branch:
         raise SystemExit(f"{config} is not a VAR with a privileged view (splatdiff-var-small).")
     size = model.config.image_size
-    items = held_out_inputs(args.work, 20, SEED, size, 3, cache=args.work / "cache")[: args.scenes]
-    follows, right, gaps, pooled_gaps, stds, rows = [], [], [], [], [], []
+    items = held_out_inputs(args.work, split_scenes, seed, size, 3, cache=args.work / "cache", mode_kind=args.modes)[
+        : args.scenes
+    ]
+    follows, right, gaps, pooled_gaps, stds, rows, geometry, psnr_in = [], [], [], [], [], [], [], []
     for item in items:
         batch = item.batch
-        means, row = [], [b["images"][0, item.back] for b in item.batches]
+        views = item.shape_judge.views if args.modes == "shape" else [item.back]
+        means, row = [], [b["images"][0, v] for b in item.batches for v in views]
         for k, forced in enumerate(item.batches):
             out = model.reconstruct(
                 batch, net=net, skip_weight=1.0, sample_latent=False, privileged=privileged_inputs(forced)
             )
             g = out["gaussians"]
-            back = model.render_views(g, batch["c2w"], batch["K"], size)["rgb"][0, item.back]
-            mode = item.judge(back)
-            row.append(back)
+            rendered = {key: v[0] for key, v in model.render_views(g, batch["c2w"], batch["K"], size).items()}
+            mode = item.mode_of(rendered)
+            row += [rendered["rgb"][v] for v in views]
             follows.append(mode == k)
             if k == item.true_mode:
                 right.append(mode == k)
+                geometry.append(geometry_vs_truth(item, rendered))
+                m = batch["masks"][0, :1]
+                psnr_in.append(per_image_psnr(rendered["rgb"][:1] * m, batch["images"][0, :1] * m)[0])
             means.append(out["latent_mean"][0])
             stds.append(float(torch.exp(0.5 * out["latent_logvar"]).mean()))
         rows.append(row)
@@ -88,6 +106,10 @@ def main() -> None:
         "latent_mode_gap": float(np.mean(gaps)),
         "latent_mode_gap_spatial_mean": float(np.mean(pooled_gaps)),
         "posterior_std": float(np.mean(stds)),
+        "proving_ground": args.modes,
+        "split": args.split,
+        "psnr_objects_input": float(np.mean(psnr_in)),
+        **{key: float(np.nanmean([g[key] for g in geometry])) for key in geometry[0]},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

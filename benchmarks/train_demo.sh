@@ -7,7 +7,10 @@
 # Stages: data (500 proving-ground scenes, `--kind object`), var (splatdiff-var-small: the privileged-view VAR),
 # baselines (splatdiff-regression-small and splatdiff-var-small-input-only: the paper's recipe), diffusion
 # (splatdiff-diffusion-small over the var run), slim (float16 inference copies into checkpoints/demo).
-# Steps and paths come from the environment: VAR_STEPS, BASELINE_STEPS, DIFFUSION_STEPS, DATA, OUT.
+# Steps and paths come from the environment: VAR_STEPS, BASELINE_STEPS, DIFFUSION_STEPS, DATA, OUT. MODES=shape makes
+# the geometry proving ground instead (`--modes shape`: the hidden sides differ in shape only). VAR_INIT and
+# DIFFUSION_INIT (a checkpoint, e.g. a shipped slim one) warm-start a stage that has no checkpoint of its own yet: its
+# weights and step, so the stage's step count includes the init's. VAR_FLAGS / DIFFUSION_FLAGS: extra ns-train flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
@@ -16,6 +19,11 @@ OUT=${OUT:-outputs/train-demo}
 VAR_STEPS=${VAR_STEPS:-4000}
 BASELINE_STEPS=${BASELINE_STEPS:-1500}
 DIFFUSION_STEPS=${DIFFUSION_STEPS:-3000}
+MODES=${MODES:-colour}
+VAR_INIT=${VAR_INIT:-}
+DIFFUSION_INIT=${DIFFUSION_INIT:-}
+read -r -a VAR_FLAGS <<<"${VAR_FLAGS:-}"
+read -r -a DIFFUSION_FLAGS <<<"${DIFFUSION_FLAGS:-}"
 RUNS=$OUT/demo
 
 last_step() {  # newest saved step of a run folder, or -1
@@ -26,17 +34,27 @@ last_step() {  # newest saved step of a run folder, or -1
   echo $((10#${n%.ckpt}))
 }
 
-train() {  # train METHOD STEPS [extra ns-train flags...]: train or resume a run in $RUNS/METHOD/run
-  local method=$1 steps=$2
-  shift 2
+ckpt_step() {  # the step a checkpoint file name says (step-000003999.ckpt -> 3999)
+  local n=${1##*step-}
+  echo $((10#${n%.ckpt}))
+}
+
+train() {  # train METHOD STEPS INIT [extra ns-train flags...]: train or resume a run in $RUNS/METHOD/run
+  local method=$1 steps=$2 init=$3
+  shift 3
   local run=$RUNS/$method/run
   local done_step resume=()
   done_step=$(last_step "$run")
+  if [ "$done_step" -lt 0 ] && [ -n "$init" ]; then
+    echo "$method: warm start from $init"
+    done_step=$(ckpt_step "$init")
+    resume=(--load-checkpoint "$init")
+  fi
   if [ "$done_step" -ge $((steps - 1)) ]; then
     echo "$method: finished ($((done_step + 1)) steps), skipping"
     return
   fi
-  if [ "$done_step" -ge 0 ]; then
+  if [ "$done_step" -ge 0 ] && [ ${#resume[@]} -eq 0 ]; then
     echo "$method: resuming after step $done_step"
     resume=(--load-dir "$run/nerfstudio_models")
   fi
@@ -49,15 +67,16 @@ stage() {
   case $1 in
   data)
     test -f "$DATA/procedural/frame_annotations.jgz" || "$BIN/splatdiff-make-procedural" --kind object \
-      --output "$DATA" --scenes 500 --views 24 --resolution 128 --seed 0 --workers 2 --preview
+      --modes "$MODES" --output "$DATA" --scenes 500 --views 24 --resolution 128 --seed 0 --workers 2 --preview
     ;;
-  var) train splatdiff-var-small "$VAR_STEPS" ;;
+  var) train splatdiff-var-small "$VAR_STEPS" "$VAR_INIT" "${VAR_FLAGS[@]}" ;;
   baselines)
-    train splatdiff-var-small-input-only "$BASELINE_STEPS"
-    train splatdiff-regression-small "$BASELINE_STEPS"
+    train splatdiff-var-small-input-only "$BASELINE_STEPS" ""
+    train splatdiff-regression-small "$BASELINE_STEPS" ""
     ;;
   diffusion)
-    train splatdiff-diffusion-small "$DIFFUSION_STEPS" --pipeline.model.var-checkpoint "$RUNS/splatdiff-var-small/run/config.yml"
+    train splatdiff-diffusion-small "$DIFFUSION_STEPS" "$DIFFUSION_INIT" "${DIFFUSION_FLAGS[@]}" \
+      --pipeline.model.var-checkpoint "$RUNS/splatdiff-var-small/run/config.yml"
     ;;
   slim)
     "$BIN/splatdiff-slim-run" --load-config "$RUNS/splatdiff-diffusion-small/run/config.yml" \

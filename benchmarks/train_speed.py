@@ -12,7 +12,7 @@ checkpoints/demo runs; `--shipped` uses those). diffusion-small trains over a fr
 
     python benchmarks/train_speed.py [--methods var-small regression-small diffusion-small] [--steps 10]
         [--shipped | --checkpoint RUN/config.yml ...] [--device cpu|cuda] [--backend auto|torch|numba|gsplat]
-        [--batch B] [--device-scenes auto|on|off]
+        [--batch B] [--device-scenes auto|on|off] [--profile STEPS]
 
 `var` (the paper preset, 128x128) is timed only when asked for (--methods var): the GPU target of issue #11.
 
@@ -222,6 +222,86 @@ def time_steps(trainer, timer: RenderTimer, steps: int, warmup: int, start_step:
     return med
 
 
+PROFILE_LABELS = ("data", "forward + loss", "rasteriser forward", "optimiser", "after-step callbacks (EMA)")
+"""The parts of a step `profile_steps` labels (record_function "step: <label>"); the backward is the rest."""
+HOST_SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def profile_steps(trainer, steps: int, start_step: int, device: str) -> dict:
+    """`steps` more training steps under torch.profiler, each part labelled (PROFILE_LABELS): milliseconds per step
+    of each part (CPU wall time of its range; device time of its kernels on CUDA), the backward as the rest, host
+    reads of tensor values per step (`aten::_local_scalar_dense`: .item(), float(), bool() of a tensor; each one
+    waits for all queued GPU work) and, on CUDA, explicit synchronisations per step; and the op table."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    import nerfstudio_splatdiff.models.scene_model as scene_model
+
+    def labelled(label, fn):
+        def call(*args, **kwargs):
+            with record_function(f"step: {label}"):
+                return fn(*args, **kwargs)
+
+        return call
+
+    pipeline, dm, optimizers = trainer.pipeline, trainer.pipeline.datamanager, trainer.optimizers
+    steppers = ("optimizer_scaler_step_all", "optimizer_scaler_step_some")  # nerfstudio's Trainer calls one of them
+    originals = (dm.next_train, pipeline.get_train_loss_dict, *(getattr(optimizers, n) for n in steppers))
+    render = scene_model.render_gaussians
+    dm.next_train = labelled("data", dm.next_train)
+    pipeline.get_train_loss_dict = labelled("forward + loss", pipeline.get_train_loss_dict)
+    for name in steppers:
+        setattr(optimizers, name, labelled("optimiser", getattr(optimizers, name)))
+    scene_model.render_gaussians = labelled("rasteriser forward", render)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    try:
+        sync()
+        with profile(activities=activities) as prof:
+            for i in range(steps):
+                step = start_step + i
+                with record_function("step"):
+                    for cb in trainer.callbacks:
+                        cb.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+                    trainer.train_iteration(step)
+                    with record_function("step: after-step callbacks (EMA)"):
+                        for cb in trainer.callbacks:
+                            cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+                sync()
+    finally:
+        dm.next_train, pipeline.get_train_loss_dict, step_all, step_some = originals
+        optimizers.optimizer_scaler_step_all, optimizers.optimizer_scaler_step_some = step_all, step_some
+        scene_model.render_gaussians = render
+    events = {e.key: e for e in prof.key_averages()}
+
+    def ms(key: str, kind: str) -> float:
+        e = events.get(key)
+        if e is None:
+            return 0.0
+        total = e.cpu_time_total if kind == "cpu" else getattr(e, "device_time_total", 0.0)
+        return round(total / 1000 / steps, 3)
+
+    parts = {label: ms(f"step: {label}", "cpu") for label in PROFILE_LABELS}
+    step_ms = ms("step", "cpu")
+    outer = ("data", "forward + loss", "optimiser", "after-step callbacks (EMA)")  # disjoint; the rasteriser is inside
+    parts["backward and the rest"] = round(step_ms - sum(parts[k] for k in outer), 3)
+    out = {
+        "profiled_steps": steps,
+        "step_ms": step_ms,
+        "cpu_ms_per_step": parts,
+        "host_reads_per_step": events["aten::_local_scalar_dense"].count / steps
+        if "aten::_local_scalar_dense" in events
+        else 0.0,
+    }
+    if cuda:
+        out["device_ms_per_step"] = {label: ms(f"step: {label}", "device") for label in PROFILE_LABELS}
+        out["syncs_per_step"] = sum(events[k].count for k in HOST_SYNC_EVENTS if k in events) / steps
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    out["table"] = prof.key_averages().table(sort_by=sort, row_limit=25)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=[m for m in METHODS if m.endswith("small")])
@@ -262,6 +342,14 @@ def main() -> None:
         default="auto",
         choices=("auto", "on", "off"),
         help="training scenes resident on the device (auto: on CUDA when they fit; see the datamanager config)",
+    )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after the timing, profile this many more steps (torch.profiler: data, network, rasteriser, optimiser, "
+        "host reads) and print the op table",
     )
     ap.add_argument("--json", type=Path, help="default: benchmarks/results/train_speed_<device>.json")
     args = ap.parse_args()
@@ -306,6 +394,10 @@ def main() -> None:
                     print(f"{method} ({state}): {results[-1]['error']}")
                     continue
                 row = time_steps(trainer, timer, args.steps, args.warmup, start, args.device)
+                if args.profile > 0:
+                    row["profile"] = profile_steps(trainer, args.profile, start + args.warmup + args.steps, args.device)
+                    print(row["profile"]["table"])
+                    print({k: v for k, v in row["profile"].items() if k != "table"})
                 row.update(method=method, state=state, setup_s=time.perf_counter() - t0)
                 if state == "trained":
                     row["checkpoint"] = str(trained[method])

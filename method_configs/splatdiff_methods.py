@@ -7,6 +7,8 @@
   modes). LPIPS is off so it runs offline. Training items take the source near view 0 and always one target on
   the hidden side. `splatdiff-var-small` has the privileged branch (a hidden-side view with its pose informs the
   latent, models/privileged.py), so stage 2 can learn to sample the modes; `-input-only` is the paper's recipe.
+- `splatdiff-var-gpu128`, `splatdiff-diffusion-gpu128`: the proving-ground recipe of the small presets at the
+  paper's 128x128, sized for the short lent GPU runs (benchmarks/gpu_session.sh) that resume one another.
 - `splatdiff-diffusion` / `splatdiff-diffusion-small`: latent diffusion over a trained VAR of the same preset
   (`--pipeline.model.var-checkpoint <var run>/config.yml`): SD-U-Net-shaped denoiser from scratch, Adam 1e-4 with
   exponential decay, condition dropped 20% of the time, 50 DDIM steps at inference.
@@ -19,22 +21,27 @@ from typing import Optional, Tuple
 
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
 from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
+from nerfstudio_splatdiff.errors import install_one_line_errors
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
 from nerfstudio_splatdiff.models.splatter_head import SplatterHeadConfig
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
+from nerfstudio_splatdiff.optimizers import FusedAdamOptimizerConfig
 from nerfstudio_splatdiff.pipeline import DiffusionPipelineConfig, SplatdiffPipelineConfig
 from nerfstudio_splatdiff.schedulers import ExponentialLRSchedulerConfig
 from nerfstudio_splatdiff.trainer import SplatdiffTrainer
+
+# Plain `ns-train` (which loads these configs through its plugin entry points) does not catch the plugin's errors:
+# print a SplatdiffError that nothing caught as its one line, not at the end of a traceback.
+install_one_line_errors()
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,29 @@ SMALL = Preset(
     mask_weight=0.1,
 )
 SMALL_INPUT_ONLY = replace(SMALL, privileged_view=False)
+# The small presets' proving-ground recipe (privileged view, hidden-side targets, white background, masks) at the
+# paper's 128x128, for lent GPUs: ~15 minutes a run, ~5 of them training, each run warm-starting from the slim copy
+# the previous one brought back (benchmarks/gpu_session.sh). Why these numbers:
+# - widths (64, 128, 128, 128): the extra resolution is detail, so the width goes to the full- and half-resolution
+#   levels (64 channels at 128x128, twice the small preset's); the deep levels keep the small preset's 128, which
+#   keeps the network at 5.5 M parameters, so its float16 slim copy (~11 MB) comes back from a lent machine as one
+#   file (<= 16 MiB) and travels back in with the prebuilt gsplat inside the 64 MiB a GPU command may carry;
+# - batch 16: a step of 16 x 4 views at 128x128 is ~8x the small preset's pixels, still far from filling an H100;
+#   more steps per run rather than larger batches, as every run restarts Adam from fresh moments;
+# - max_scale_px 2: the small preset's 1-pixel cap at 64x64 in world size (pixels are half as large here);
+# - 60,000 steps (LPIPS stays off: the lr drop comes at 45,000) and a save every 500: many short runs add up.
+GPU128 = replace(
+    SMALL,
+    image_size=128,
+    widths=(64, 128, 128, 128),
+    scenes_per_batch=16,
+    lr=2e-4,
+    max_steps=60_000,
+    ema_decay=0.999,
+    steps_per_save=500,
+    num_workers=4,
+    max_scale_px=2.0,
+)
 
 
 def _trainer(method: str, network, p: Preset) -> TrainerConfig:
@@ -159,7 +189,7 @@ def _trainer(method: str, network, p: Preset) -> TrainerConfig:
         ),
         optimizers={
             "network": {
-                "optimizer": AdamOptimizerConfig(lr=p.lr, eps=1e-8, max_norm=1.0),
+                "optimizer": FusedAdamOptimizerConfig(lr=p.lr, eps=1e-8, max_norm=1.0),
                 "scheduler": MultiStepSchedulerConfig(max_steps=p.max_steps, gamma=0.1, milestones=(phase2,)),
             }
         },
@@ -206,6 +236,10 @@ splatdiff_var_small = MethodSpecification(
 splatdiff_var_small_input_only = MethodSpecification(
     config=_trainer("splatdiff-var-small-input-only", _var(SMALL_INPUT_ONLY), SMALL_INPUT_ONLY),
     description="splatdiff stage 1, the paper's recipe (input only, no privileged view) on the CPU preset, 64x64",
+)
+splatdiff_var_gpu128 = MethodSpecification(
+    config=_trainer("splatdiff-var-gpu128", _var(GPU128), GPU128),
+    description="splatdiff stage 1: Variational AutoReconstructor (GPU proving-ground preset, 128x128)",
 )
 splatdiff_regression = MethodSpecification(
     config=_trainer("splatdiff-regression", _regression(PAPER), PAPER),
@@ -279,6 +313,17 @@ DIFFUSION_SMALL = DiffusionPreset(
     eta=1.0,
     guidance_weight=1.0,
 )
+# Over splatdiff-var-gpu128: the small denoiser's widths on a 16x16 latent (4x the positions of 64x64's), batch 32
+# (a denoiser step is cheap next to a VAR step), saves every 500 steps for the short lent runs.
+DIFFUSION_GPU128 = replace(
+    DIFFUSION_SMALL,
+    image_size=128,
+    max_steps=40_000,
+    ema_decay=0.999,
+    num_workers=4,
+    stage1=GPU128,
+    steps_per_save=500,
+)
 
 
 def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
@@ -324,7 +369,7 @@ def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
         ),
         optimizers={
             "denoiser": {
-                "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-8, max_norm=1.0),
+                "optimizer": FusedAdamOptimizerConfig(lr=1e-4, eps=1e-8, max_norm=1.0),
                 "scheduler": ExponentialLRSchedulerConfig(lr_final=1e-5, max_steps=p.max_steps),
             }
         },
@@ -341,4 +386,8 @@ splatdiff_diffusion = MethodSpecification(
 splatdiff_diffusion_small = MethodSpecification(
     config=_diffusion("splatdiff-diffusion-small", DIFFUSION_SMALL),
     description="splatdiff stage 2: latent diffusion over a trained VAR (CPU preset, 64x64)",
+)
+splatdiff_diffusion_gpu128 = MethodSpecification(
+    config=_diffusion("splatdiff-diffusion-gpu128", DIFFUSION_GPU128),
+    description="splatdiff stage 2: latent diffusion over a trained VAR (GPU proving-ground preset, 128x128)",
 )

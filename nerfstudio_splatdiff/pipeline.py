@@ -20,9 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
+from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.losses import lpips_backbone_file
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
+from nerfstudio_splatdiff.models.scene_model import resolution_hint
 from nerfstudio_splatdiff.runs import load_model_state
 from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
@@ -46,6 +48,16 @@ class SplatdiffPipelineConfig(VanillaPipelineConfig):
     eval_render_views: int = 4
     """Target views per scene written to the ns-eval render folder."""
 
+    def __post_init__(self) -> None:
+        """The data must come at the model's input size: a mismatch is refused when the flags are parsed, before
+        the data is preprocessed."""
+        resolution = getattr(self.datamanager.dataparser, "resolution", None)
+        if isinstance(resolution, int) and resolution != self.model.image_size:
+            raise SplatdiffError(
+                f"The data resolution {resolution} is not the model's input size {self.model.image_size}: "
+                f"{resolution_hint(self.model.image_size, resolution)}"
+            )
+
 
 class SplatdiffPipeline(VanillaPipeline):
     config: SplatdiffPipelineConfig
@@ -58,6 +70,9 @@ class SplatdiffPipeline(VanillaPipeline):
         # process), which DDP refuses for a CPU module.
         Pipeline.__init__(self)
         self.config, self.test_mode, self.world_size = config, test_mode, world_size
+        parser = config.datamanager.dataparser
+        if hasattr(parser, "resolution") and parser.resolution is None:  # nerfstudio-scenes: the model's input size
+            parser.resolution = config.model.image_size
         self.datamanager = config.datamanager.setup(
             device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
         )

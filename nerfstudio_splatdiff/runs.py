@@ -11,14 +11,19 @@ pipeline recognises it by `SLIM_MARKER` and loads it non-strictly, checking that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import yaml
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
-from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint, load_run_config, resolve_run
+from nerfstudio_splatdiff.models.var_checkpoint import (
+    load_checkpoint,
+    load_inference_config,
+    load_run_config,
+    resolve_run,
+)
 from nerfstudio_splatdiff.safety import atomic_torch_save, atomic_write_text, is_safe_component
 
 SLIM_MARKER = "_splatdiff_slim"
@@ -42,6 +47,21 @@ def without_ddp_prefix(pipeline_state: Dict[str, torch.Tensor]) -> Dict[str, tor
     }
 
 
+def check_shapes(model: torch.nn.Module, model_state: Dict[str, torch.Tensor]) -> None:
+    """One clear error, instead of torch's line per tensor, when the checkpoint's weights have other shapes than the
+    model's (a run trained with other widths, groups or Gaussians per pixel)."""
+    own = model.state_dict()
+    wrong = [k for k, v in model_state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise SplatdiffError(
+            f"The checkpoint's weights have other shapes than the model the config describes ({len(wrong)} "
+            f"tensor(s), e.g. {k}: {list(model_state[k].shape)} in the checkpoint, {list(own[k].shape)} in the "
+            "model): it was trained with other network options (widths, groups, Gaussians per pixel, image size); "
+            "load it with the same options, i.e. the config.yml of the run that wrote it."
+        )
+
+
 def load_model_state(model: torch.nn.Module, pipeline_state: Dict[str, torch.Tensor]) -> None:
     """Load a checkpoint's pipeline state into the model: strictly, except that a slim checkpoint may lack exactly
     the EMA copy and the frozen VAR. A state saved with the model in DDP loads too."""
@@ -49,6 +69,7 @@ def load_model_state(model: torch.nn.Module, pipeline_state: Dict[str, torch.Ten
     state = without_ddp_prefix(state)
     slim = state.pop(SLIM_MARKER, None) is not None
     model_state = {k[len("_model.") :]: v for k, v in state.items() if k.startswith("_model.")}
+    check_shapes(model, model_state)
     missing, unexpected = model.load_state_dict(model_state, strict=False)
     bad = [k for k in missing if not (slim and f"_model.{k}".startswith(SLIM_DROPPED_PREFIXES))] + list(unexpected)
     if bad:
@@ -68,10 +89,26 @@ def _find_relative(path: Path, config_path: Path) -> Path:
     return path
 
 
+def find_var_run(recorded: Optional[Path], config_path: Path, flag: str) -> Path:
+    """The frozen VAR run a diffusion run's config.yml records (`var_checkpoint`), found as `load_inference_model`
+    finds it: as given (relative to the working folder), else against the run's own parent folders, so a shipped
+    run works from any working folder. One clear error, naming `flag` (a flag of the calling command that points
+    at the VAR run instead), when it is not there."""
+    if recorded is None:
+        raise SplatdiffError(f"{config_path} records no VAR run (var_checkpoint): pass {flag} <VAR run>/config.yml.")
+    path = _find_relative(Path(recorded), Path(config_path))
+    if not path.exists():
+        raise SplatdiffError(
+            f"{config_path} records its VAR run at {recorded}, which is not there (nor under the run's parent "
+            f"folders): pass {flag} <VAR run>/config.yml, or run from the folder training ran in."
+        )
+    return path
+
+
 def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, Any]:
-    """(model in eval mode, run config) of a splatdiff run, built without its dataset. The checkpoint is the newest
-    that loads (as weights only) in the nerfstudio_models folder next to config.yml, so a moved or shipped run
-    folder still loads."""
+    """(model in eval mode, run config as `load_inference_config` reads it) of a splatdiff run, built without its
+    dataset and without nerfstudio's trainer and pipeline classes. The checkpoint is the newest that loads (as
+    weights only) in the nerfstudio_models folder next to config.yml, so a moved or shipped run folder still loads."""
     from nerfstudio.data.scene_box import SceneBox
 
     config_path = Path(config_path)
@@ -79,7 +116,7 @@ def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, A
         raise SplatdiffError(
             f"No config.yml at {config_path}: pass --load-config outputs/<exp>/<method>/<timestamp>/config.yml."
         )
-    run = load_run_config(config_path)
+    run = load_inference_config(config_path)
     model_cfg = splatdiff_model_config(run, config_path)
     if model_cfg.needs_frozen_var and model_cfg.var_checkpoint is not None:
         model_cfg.var_checkpoint = _find_relative(Path(model_cfg.var_checkpoint), config_path)
@@ -93,14 +130,36 @@ def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, A
     return model.to(device).eval(), run
 
 
+def use_dataset(run: Any, data: Path) -> None:
+    """Point a loaded run config at another dataset (the run, its datamanager and its dataparser each record it)."""
+    run.data = data
+    run.pipeline.datamanager.data = data
+    run.pipeline.datamanager.dataparser.data = data
+
+
 def setup_pipeline(
-    config_path: Path, test_mode: str = "test", device: Optional[str] = None
+    config_path: Path,
+    test_mode: str = "test",
+    device: Optional[str] = None,
+    data: Optional[Path] = None,
+    check: Optional[Callable[[Any], None]] = None,
 ) -> Tuple[Any, Any, Path, int]:
     """nerfstudio's eval_setup for splatdiff runs, made safe: config.yml through the safe loader, the newest
     checkpoint that loads (weights only) from the nerfstudio_models folder next to config.yml (else where training
-    wrote it), checked before the datasets load. Returns (config, pipeline in eval mode, checkpoint, step)."""
+    wrote it), checked before the datasets load. Returns (config, pipeline in eval mode, checkpoint, step).
+
+    Paths the run records relative to where it was trained (its dataset, a diffusion run's VAR) are found against
+    the config's folders when they are not below the current one (`_find_relative`), so a shipped run opens from
+    any folder; `data` replaces the recorded dataset; `check(config)` runs before anything heavy loads."""
     config_path = Path(config_path)
     config = load_run_config(config_path)
+    model_cfg = splatdiff_model_config(config, config_path)
+    if model_cfg.needs_frozen_var and model_cfg.var_checkpoint is not None:
+        model_cfg.var_checkpoint = _find_relative(Path(model_cfg.var_checkpoint), config_path)
+    recorded = Path(config.pipeline.datamanager.data)
+    use_dataset(config, Path(data) if data is not None else _find_relative(recorded, config_path))
+    if check is not None:
+        check(config)
     local = config_path.parent / "nerfstudio_models"
     source = local if local.is_dir() else Path(config.get_checkpoint_dir())
     config.load_dir = source

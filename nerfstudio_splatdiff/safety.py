@@ -1,6 +1,7 @@
 """Files and folders the tools write: safe names, paths kept inside the folder they belong to, output folders that
-are checked before any work, temporary `*.partial-<pid>` folders published by rename (and removed once their
-process is gone), and checkpoints written atomically and loaded as weights only.
+are checked before any work, temporary `*.partial-<pid>` folders published by rename (marked as the tool's, and
+removed once their process is gone: never anything else with such a name), and checkpoints written atomically and
+loaded as weights only.
 
 Rules every command follows:
 - a name taken from input data (a photo's file name, a scene or sequence name, a chunk key) becomes one plain
@@ -16,6 +17,7 @@ import pickle
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -118,68 +120,87 @@ def _partial_pid(name: str) -> Optional[int]:
 
 
 def mark_owner(folder: Path) -> None:
+    """Mark a new temporary folder as this tool's: the owner file names the host and process that build it."""
     (Path(folder) / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
 
 
+def _owner(folder: Path) -> Optional[Tuple[str, int]]:
+    """(host, pid) from the owner file of a folder this tool made, or None (no owner file, or not one it wrote):
+    the file must be a small regular file (never a link, FIFO or device, which could point elsewhere or block)."""
+    owner = Path(folder) / OWNER_FILE
+    try:
+        st = owner.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 512:
+            return None
+        host, pid = owner.read_text().split()
+        return host, int(pid)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def is_own_stale_partial(path: Path) -> bool:
+    """Whether `path` is a temporary folder this tool made (`new_partial_dir` or a cache build: a real folder named
+    `*.partial-<pid>` holding an owner file that names this host and that pid) whose process is gone. A user's own
+    `thesis.partial-4000000` folder or `notes.partial-4000001` file is never one."""
+    pid = _partial_pid(path.name)
+    if pid is None or pid == os.getpid() or path.is_symlink() or not path.is_dir():
+        return False
+    return _owner(path) == (socket.gethostname(), pid) and not pid_alive(pid)
+
+
 def remove_stale_partials(folder: Path) -> List[Path]:
-    """Remove `*.partial-<pid>` folders and files in `folder` whose process is gone (a killed build); folders built
-    on another host (shared disks) are left alone. Returns what was removed."""
+    """Remove the temporary folders of killed runs in `folder`: only those this tool made (see
+    `is_own_stale_partial`); folders built on another host (shared disks) or by a live process are left alone, and
+    so is everything else, whatever its name. Returns what was removed."""
     removed: List[Path] = []
     if not Path(folder).is_dir():
         return removed
-    host = socket.gethostname()
     for p in Path(folder).iterdir():
-        pid = _partial_pid(p.name)
-        if pid is None or pid == os.getpid() or pid_alive(pid):
-            continue
-        owner = p / OWNER_FILE
-        if p.is_dir() and owner.is_file() and owner.read_text().split()[:1] != [host]:
-            continue
-        if p.is_dir() and not p.is_symlink():
+        if is_own_stale_partial(p):
             shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        removed.append(p)
+            removed.append(p)
     if removed:
         CONSOLE.print(f"[yellow]Removed {len(removed)} unfinished folder(s) of killed runs in {folder}.[/]")
     return removed
 
 
 def new_partial_dir(parent: Path, stem: str) -> Path:
-    """A new, empty, hidden temporary folder `<parent>/.<stem>.<random>.partial-<pid>` (never an existing one)."""
+    """A new, empty, hidden temporary folder `<parent>/.<stem>.<random>.partial-<pid>` (never an existing one),
+    marked as this tool's (`mark_owner`), so that it can be removed if this process is killed."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=f"{PARTIAL}{os.getpid()}", dir=parent))
     mark_owner(tmp)
     return tmp
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file by temporary file + rename, so it is never half-written."""
+    """Write a text file by temporary file + rename, so it is never half-written. The temporary file lies in a
+    marked temporary folder next to `path` (removed afterwards, or by the next run if this one is killed)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}")
+    tmp = new_partial_dir(path.parent, path.name)
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        (tmp / path.name).write_text(text)
+        os.replace(tmp / path.name, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------------
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save into a temporary file next to the checkpoint folder, flushed, then renamed into place: a killed
-    save leaves the previous checkpoints and at most a hidden `*.partial-<pid>` file, never a truncated
-    `step-*.ckpt`."""
+    save leaves the previous checkpoints and at most a hidden, marked `*.partial-<pid>` folder (removed by the next
+    save), never a truncated `step-*.ckpt`."""
     import torch
 
     path = Path(path)
-    tmp = path.parent.parent / f".{path.name}{PARTIAL}{os.getpid()}"  # outside the folder nerfstudio lists
+    tmp = new_partial_dir(path.parent.parent, path.name)  # outside the folder nerfstudio lists
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp / path.name, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp / path.name, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def checkpoint_step(path: Path) -> int:

@@ -13,6 +13,8 @@ from typing import Type
 from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
 from torch.optim import Optimizer, lr_scheduler
 
+from nerfstudio_splatdiff.errors import check_option, is_number_in
+
 
 @dataclass
 class ExponentialLRSchedulerConfig(SchedulerConfig):
@@ -21,6 +23,17 @@ class ExponentialLRSchedulerConfig(SchedulerConfig):
     _target: Type = field(default_factory=lambda: ExponentialLRScheduler)
     lr_final: float = 1e-5
     max_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        check_option(
+            is_number_in(self.lr_final, 1e-30),
+            "--optimizers.denoiser.scheduler.lr-final",
+            self.lr_final,
+            "a positive learning rate",
+        )
+        check_option(
+            is_number_in(self.max_steps, 1), "--optimizers.denoiser.scheduler.max-steps", self.max_steps, "at least 1"
+        )
 
 
 class ExponentialLRScheduler(Scheduler):

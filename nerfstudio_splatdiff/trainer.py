@@ -7,6 +7,9 @@ In a run of several processes (`--machine.num-devices`, `--machine.num-machines`
 training completes, `ranks/rank-<r>.json` in the run folder: a checksum of its final weights and the training
 scenes it drew, so a run can be checked to have kept its ranks in step on disjoint shards of the data.
 
+Before anything is set up it refuses, in one line, the options of nerfstudio's own configs that cannot work
+(`check_trainer_options`: no training steps, a learning rate that is not a positive number).
+
 The method configs point their TrainerConfig's `_target` here; everything else is nerfstudio's Trainer.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from nerfstudio.engine.trainer import Trainer
@@ -23,7 +26,7 @@ from nerfstudio.utils import comms
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.runs import without_ddp_prefix
 from nerfstudio_splatdiff.safety import (
     CheckpointUnreadable,
@@ -50,8 +53,40 @@ def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def check_trainer_options(config: Any) -> None:
+    """The training options that live in nerfstudio's own configs (iterations, learning rates), refused in one line
+    when they cannot work; the trainer checks them when it is made, before the data loads (splatdiff-train also
+    before it writes config.yml). The splatdiff configs check their own options when the flags are parsed."""
+    check_option(
+        is_number_in(config.max_num_iterations, 1),
+        "--max-num-iterations",
+        config.max_num_iterations,
+        "at least 1 training step",
+    )
+    for name in ("steps_per_save", "steps_per_eval_batch", "steps_per_eval_image", "steps_per_eval_all_images"):
+        value = getattr(config, name)
+        check_option(is_number_in(value, 1), f"--{name.replace('_', '-')}", value, "at least 1 step")
+    for group, parts in config.optimizers.items():
+        optimizer = parts["optimizer"]
+        flag = f"--optimizers.{group}.optimizer"
+        check_option(
+            is_number_in(optimizer.lr, 1e-30, 1e3), f"{flag}.lr", optimizer.lr, "a positive learning rate (e.g. 1e-4)"
+        )
+        check_option(is_number_in(optimizer.eps, 0), f"{flag}.eps", optimizer.eps, "0 or more")
+        check_option(
+            optimizer.max_norm is None or is_number_in(optimizer.max_norm, 1e-30),
+            f"{flag}.max-norm",
+            optimizer.max_norm,
+            "None or a positive gradient norm",
+        )
+
+
 class SplatdiffTrainer(Trainer):
     """Trainer whose checkpoints are saved atomically and resumed from the newest one that loads."""
+
+    def __init__(self, config: Any, local_rank: int = 0, world_size: int = 1) -> None:
+        check_trainer_options(config)
+        super().__init__(config, local_rank, world_size)
 
     def _load_checkpoint(self) -> None:
         load_dir, load_checkpoint = self.config.load_dir, self.config.load_checkpoint

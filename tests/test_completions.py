@@ -1,11 +1,19 @@
-"""The mode judge of the proving ground: which true completion a rendered hidden side shows, or none."""
+"""The mode judges of the proving grounds: which true completion a rendered hidden side shows (by colour, or by
+silhouette and depth), or none."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from nerfstudio_splatdiff.completions import MARGIN_DB, ModeJudge, region_psnr
+from nerfstudio_splatdiff.completions import (
+    MARGIN_DB,
+    SHAPE_DEPTH_TOL,
+    ModeJudge,
+    ShapeJudge,
+    region_psnr,
+    shape_score,
+)
 
 
 def three_modes(size: int = 32) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -56,3 +64,53 @@ def test_a_render_halfway_between_two_modes_is_none_and_one_near_a_mode_is_that_
     to = [region_psnr(half, t, judge.region) for t in truths]
     assert abs(to[0] - to[1]) < MARGIN_DB and judge(half) == -1
     assert judge(0.9 * truths[0] + 0.1 * truths[1]) == 0 and judge(0.1 * truths[0] + 0.9 * truths[2]) == 2
+
+
+# ------------------------------------------------------------------------------------------ the geometry judge
+def shape_truths(size: int = 32, views: int = 3) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Masks and depths [V, H, W, 1] of three shapes seen from `views` views: a disc, the disc with a long horn, the
+    disc with a wide block (a body and what lies behind it), all at depth 2 except the block, nearer at 1.7."""
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    c = size / 2
+    disc = ((xs - c) ** 2 + (ys - c) ** 2) < (size / 5) ** 2
+    horn = disc | (((ys - c).abs() < size / 14) & (xs > c) & (xs < c + size / 2.3))
+    block = disc | (((ys - c).abs() < size / 5) & (xs > c) & (xs < c + size / 3.5))
+    masks, depths = [], []
+    for k, m in enumerate((disc, horn, block)):
+        d = torch.where(m & ~disc, torch.tensor(1.7 if k == 2 else 2.0), torch.where(disc, 2.0, 0.0))
+        masks.append(m[None, ..., None].float().expand(views, -1, -1, -1))
+        depths.append(d[None, ..., None].expand(views, -1, -1, -1))
+    return masks, depths
+
+
+def test_each_true_shape_is_its_own_mode_and_the_truths_are_separable():
+    masks, depths = shape_truths()
+    judge = ShapeJudge([0, 1, 2], masks, depths)
+    assert [judge(m, d) for m, d in zip(masks, depths)] == [0, 1, 2]
+    assert all(0.3 < iou < 0.9 for iou in judge.silhouette_iou_between)
+    assert all(judge.between[k][k] == 1.0 for k in range(3))
+
+
+def test_a_horn_cut_halfway_is_none_a_short_stub_no_horn_and_a_faint_horn_no_horn():
+    masks, depths = shape_truths()
+    judge = ShapeJudge([0, 1, 2], masks, depths)
+    size = masks[0].shape[1]
+    start, end = size / 2 + size / 5, size / 2 + size / 2.3  # where the horn leaves the disc, and its tip
+
+    def cut_at(fraction: float) -> torch.Tensor:
+        horn = masks[1].clone()
+        horn[:, :, int(start + fraction * (end - start)) :] = masks[0][:, :, int(start + fraction * (end - start)) :]
+        return horn
+
+    assert judge(cut_at(0.5), depths[1]) == -1
+    assert judge(cut_at(0.2), depths[1]) == 0 and judge(cut_at(0.85), depths[1]) == 1
+    assert judge(masks[1] * 0.45 + masks[0] * 0.1, depths[1]) == 0  # a horn drawn at opacity 0.45: not there
+
+
+def test_depth_decides_between_shapes_with_the_same_silhouette():
+    masks, depths = shape_truths()
+    same = [masks[2], masks[2]]  # one silhouette, two depths: only the depth tells them apart
+    judge = ShapeJudge([0, 1, 2], same, [depths[2], torch.where(masks[2] > 0, 2.0, 0.0)])
+    assert judge(masks[2], depths[2]) == 0 and judge(masks[2], torch.where(masks[2] > 0, 2.0, 0.0)) == 1
+    assert judge(masks[2], torch.where(masks[2] > 0, 1.85, 0.0)) == -1  # in between: no shape is called
+    assert shape_score(masks[2], depths[2], masks[2], depths[2] + 2 * SHAPE_DEPTH_TOL) == 0.0

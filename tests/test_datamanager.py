@@ -144,3 +144,16 @@ def test_resident_scenes_are_used_only_where_they_can_be(dataset, tmp_path):
         make_dm(dataset, tmp_path, device_scenes="on", color_jitter=(0.2, 0.0, 0.0, 0.0))
     with pytest.raises(SplatdiffError, match="need 0.00 GB, more than.*device-scenes-max-gb; pass.*auto or off"):
         make_dm(dataset, tmp_path, device_scenes="on", device_scenes_max_gb=1e-6)
+
+
+@pytest.mark.parametrize("device_scenes", ["on", "off"])
+def test_train_draws_count_every_scene_each_batch_drew(dataset, tmp_path, device_scenes):
+    """The draws are tallied where the batches are (no host read per step) and add up to the batches' scenes."""
+    from collections import Counter
+
+    dm = make_dm(dataset, tmp_path, device_scenes=device_scenes, scenes_per_batch=3)
+    expected: Counter[str] = Counter()
+    for step in range(4):
+        _, batch = dm.next_train(step)
+        expected.update(dm.train_scenes[i].name for i in batch["scene_index"].tolist())
+    assert dm.train_draws == expected and sum(expected.values()) == 12

@@ -12,12 +12,15 @@ RANKS = {
     "safety": 0,
     "safe_yaml": 0,
     "schedulers": 0,
+    "optimizers": 0,
     "lean_start": 0,
     "splats": 1,
     "data": 2,
     "models": 3,
     "runs": 4,
     "completions": 4,
+    "generation": 4,
+    "sample_writer": 4,
     "trainer": 4,
     "pipeline": 5,
     "scripts": 5,
@@ -52,6 +55,18 @@ def test_every_module_imports_only_its_own_layer_or_those_below():
         layer("nerfstudio_splatdiff." + f.relative_to(PACKAGE).parts[0].removesuffix(".py")) for f in files
     }
     assert not upward
+
+
+def test_no_command_imports_another_command():
+    """What the commands share lies below scripts/ (generation.py, sample_writer.py, ...); scripts/ modules import
+    only the command runner `scripts.cli` of their own folder (splatdiff-demo and -export no longer lean on
+    splatdiff-sample's module)."""
+    sideways = {
+        f.name: sorted(m for m in imported_modules(f) if m.startswith("nerfstudio_splatdiff.scripts."))
+        for f in (PACKAGE / "scripts").glob("*.py")
+    }
+    assert len(sideways) >= 8 and "nerfstudio_splatdiff.scripts.cli" in sideways["demo.py"]
+    assert {name: ms for name, ms in sideways.items() if set(ms) - {"nerfstudio_splatdiff.scripts.cli"}} == {}
 
 
 def test_the_layer_check_sees_an_upward_import(tmp_path):

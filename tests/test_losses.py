@@ -79,6 +79,14 @@ def test_lpips_plumbing_and_missing_weights(monkeypatch, tmp_path):
     assert losses.maybe_lpips("vgg", required=False) is None
 
 
+def test_lpips_backbone_files_are_the_ones_torchvision_downloads():
+    """The file names are written out (asking torchvision imports torch's compiler): they must stay torchvision's."""
+    import torchvision.models as tvm
+
+    urls = {"vgg": tvm.VGG16_Weights.IMAGENET1K_V1.url, "alex": tvm.AlexNet_Weights.IMAGENET1K_V1.url}
+    assert {net: url.rsplit("/", 1)[1] for net, url in urls.items()} == losses.LPIPS_BACKBONE_FILES
+
+
 def test_psnr_is_averaged_per_image_as_splatter_image_reports_it():
     from nerfstudio_splatdiff.models.metrics import image_psnr, psnr
 

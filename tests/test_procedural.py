@@ -271,3 +271,53 @@ def test_force_mode_out_of_range_and_unknown_kind_are_refused(tmp_path: Path, un
     with pytest.raises(SplatdiffError, match="--kind must be one of"):
         generate_dataset(tmp_path, 1, 2, 16, seed=0, kind="moon")
     assert not (tmp_path / "procedural").exists()
+
+
+# ---------------------------------------------------------------------------------- the geometry proving ground
+@pytest.fixture(scope="module")
+def shape_modes(tmp_path_factory) -> list[Path]:
+    """The same 2 geometry proving-ground scenes (`--modes shape`) written once per forced hidden-side shape."""
+    root = tmp_path_factory.mktemp("shapes")
+    return [
+        generate_dataset(root / f"mode{k}", 2, 8, RES, seed=5, kind="object", force_mode=k, mode_kind="shape")
+        for k in range(3)
+    ]
+
+
+def test_shape_modes_keep_the_input_view_and_change_the_silhouettes_seen_from_the_sides(shape_modes: list[Path]):
+    frames = [
+        sorted(read_jgz(cat / "frame_annotations.jgz"), key=lambda f: (f["sequence_name"], f["frame_number"]))
+        for cat in shape_modes
+    ]
+    root = [cat.parent for cat in shape_modes]
+    for per_mode in zip(*frames):
+        loaded = [load_frame(r, f) for r, f in zip(root, per_mode)]
+        if per_mode[0]["frame_number"] == 1:  # view 0: identical pixels and masks whatever the hidden shape
+            assert all(np.array_equal(loaded[0]["rgb"], f["rgb"]) for f in loaded[1:])
+        elif per_mode[0]["frame_number"] in (3, 7):  # the side views (8 views: 90 and 270 degrees from view 0)
+            sil = [f["mask"] > 127 for f in loaded]
+            for a, b in ((0, 1), (0, 2), (1, 2)):
+                assert (sil[a] & sil[b]).sum() / (sil[a] | sil[b]).sum() < 0.97  # a horn or a block shows
+    metas = [[s["meta"] for s in read_jgz(cat / "sequence_annotations.jgz")] for cat in shape_modes]
+    assert all(m["mode_kind"] == "shape" and m["scene_kind"] == "object" for ms in metas for m in ms)
+
+
+def test_shape_modes_differ_in_shape_only_the_body_texture_everywhere():
+    for mode in range(3):
+        sc = sample_scene(5, 0, 8, RES, 3, mode, kind="object", mode_kind="shape")
+        body = sc.scene.primitives[0]
+        assert sc.scene.back_side is None  # no hidden-side recolouring
+        assert len(sc.scene.primitives) == len(sample_scene(5, 0, 8, RES, 3, 0, "object", "shape").scene.primitives) + (
+            mode > 0
+        )
+        assert sc.scene.primitives[-1].texture is body.texture or mode == 0
+    colour = [sample_scene(5, 0, 8, RES, 3, m, kind="object").scene.back_side.texture.color_a for m in range(3)]
+    assert not np.allclose(colour[0], colour[1])  # the colour proving ground is unchanged: colours differ there
+
+
+def test_shape_modes_need_object_scenes_and_a_known_mode_kind(tmp_path: Path, unchecked_annotations):
+    with pytest.raises(SplatdiffError, match="--modes shape makes the geometry proving ground: pass --kind object"):
+        generate_dataset(tmp_path, 1, 2, 16, seed=0, mode_kind="shape")
+    with pytest.raises(SplatdiffError, match="--modes must be one of colour, shape"):
+        generate_dataset(tmp_path, 1, 2, 16, seed=0, kind="object", mode_kind="texture")
+    assert not (tmp_path / "procedural").exists()

@@ -39,7 +39,7 @@ def test_each_preset_says_what_kind_of_run_it_trains(method, kind, generative, f
 def test_the_kind_survives_a_config_yml_round_trip(tmp_path):
     """What a run's config.yml loads back as (through the safe loader) answers the same."""
     import method_configs.splatdiff_methods as methods
-    from nerfstudio_splatdiff.scripts.sample import run_kind
+    from nerfstudio_splatdiff.generation import run_kind
 
     for spec, kind in (
         (methods.splatdiff_regression_small, "regression"),
@@ -54,7 +54,7 @@ def test_the_kind_survives_a_config_yml_round_trip(tmp_path):
 def test_a_splatfacto_run_is_refused_with_the_command_and_a_hint(tmp_path):
     from nerfstudio.configs.method_configs import method_configs
 
-    from nerfstudio_splatdiff.scripts.sample import run_kind
+    from nerfstudio_splatdiff.generation import run_kind
 
     path = tmp_path / "config.yml"
     path.write_text(yaml.dump(method_configs["splatfacto"]))

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,18 @@ def dead_pid() -> int:
     return p.pid
 
 
+def killed_partial(parent: Path, stem: str) -> Path:
+    """A temporary folder the tool made (`new_partial_dir`, with a file in it) in a process that then died, as a
+    killed build or save leaves it."""
+    code = (
+        "import sys; from pathlib import Path; from nerfstudio_splatdiff.safety import new_partial_dir; "
+        "p = new_partial_dir(Path(sys.argv[1]), sys.argv[2]); (p / 'half').write_bytes(b'half'); print(p)"
+    )
+    parent.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([sys.executable, "-c", code, str(parent), stem], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
 def snapshot(root: Path, skip: Path | None = None) -> dict:
     """{path: (size, mtime, sha1)} of every file under root (except under `skip`)."""
     out = {}
@@ -153,8 +166,8 @@ def test_existing_folder_with_other_files_and_foreign_summary_are_kept_unless_ov
 
 
 def test_config_yaml_with_python_tags_is_refused_and_never_run(tmp_path):
+    from nerfstudio_splatdiff.generation import run_kind
     from nerfstudio_splatdiff.runs import load_run_config
-    from nerfstudio_splatdiff.scripts.sample import run_kind
 
     marker = tmp_path / "ran"
     bodies = [
@@ -220,6 +233,81 @@ def test_re10k_chunk_with_a_pickle_payload_is_refused_and_listed(tmp_path):
     assert not marker.exists()
     assert [r.name for r in records] == ["good"]
     assert any(seq == "000001.torch" and "weights_only" in reason for seq, _, reason in report.items)
+
+
+def write_re10k_txt(root: Path, key: str, frames: int = 4) -> list:
+    """A RealEstate10K camera .txt scene (`<root>/train/<key>.txt`) with its extracted frames; the frame paths."""
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    frame_dir = root / "frames" / "train" / key
+    frame_dir.mkdir(parents=True)
+    lines, paths = ["https://example.com/video"], []
+    for t in range(frames):
+        stamp = 1000 * (t + 1)
+        pose = [1, 0, 0, 0.1 * t, 0, 1, 0, 0, 0, 0, 1, 0]  # world-to-camera [R | t], moving sideways
+        lines.append(" ".join(str(v) for v in [stamp, 0.5, 0.5, 0.5, 0.5, 0, 0, *pose]))
+        paths.append(write_photo(frame_dir / f"{stamp}.png", seed=t))
+    (root / "train" / f"{key}.txt").write_text("\n".join(lines) + "\n")
+    return paths
+
+
+def test_re10k_txt_frames_that_link_outside_data_or_are_not_regular_files_are_skipped_and_listed(tmp_path):
+    """As the CO3D reader: a frame that is a link to an image outside --data is never read, and a FIFO in place of
+    a frame (or of a camera file) is skipped instead of blocking the run forever."""
+    import signal
+
+    from nerfstudio_splatdiff.data.re10k import Re10kSettings, load_re10k_split
+
+    root = tmp_path / "re10k"
+    frames = write_re10k_txt(root, "room")
+    secret = write_photo(tmp_path / "secret.png", seed=9)
+    frames[1].unlink()
+    frames[1].symlink_to(secret)
+    frames[2].unlink()
+    os.mkfifo(frames[2])
+    write_re10k_txt(root, "fifo_cameras")
+    (root / "train" / "fifo_cameras.txt").unlink()
+    os.mkfifo(root / "train" / "fifo_cameras.txt")
+    (root / "train" / "linked.txt").symlink_to(root / "train" / "room.txt")  # a link inside --data is fine
+    (root / "frames" / "train" / "linked").symlink_to(root / "frames" / "train" / "room")
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the reader blocked on a FIFO"))
+    signal.alarm(120)
+    try:
+        records, report = load_re10k_split(root, "train", Re10kSettings(resolution=16), cache_root=tmp_path / "c")
+    finally:
+        signal.alarm(0)
+    assert {r.name: r.frame_numbers for r in records} == {"room": [0, 3], "linked": [0, 3]}
+    reasons = {(seq, frame): reason for seq, frame, reason in report.items}
+    assert "outside --data" in reasons[("room", 1)] and "not a regular file" in reasons[("room", 2)]
+    assert "not a regular file" in reasons[("fifo_cameras", None)]
+    (root / "test").mkdir()  # chunks: a FIFO or a link outside --data in place of a chunk is skipped too
+    torch.save([_chunk_scene("good")], root / "test" / "000000.torch")
+    os.mkfifo(root / "test" / "000001.torch")
+    torch.save([_chunk_scene("secret")], tmp_path / "outside.torch")
+    (root / "test" / "000002.torch").symlink_to(tmp_path / "outside.torch")
+    signal.alarm(120)
+    try:
+        records, report = load_re10k_split(root, "test", Re10kSettings(resolution=16), cache_root=tmp_path / "c")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [r.name for r in records] == ["good"]
+    reasons = {seq: reason for seq, _, reason in report.items}
+    assert "not a regular file" in reasons["000001.torch"] and "outside --data" in reasons["000002.torch"]
+
+
+def test_a_non_numeric_token_in_a_re10k_camera_file_fails_in_one_line_naming_file_and_line(tmp_path):
+    from nerfstudio_splatdiff.data.re10k import Re10kSettings, load_re10k_split
+
+    root = tmp_path / "re10k"
+    write_re10k_txt(root, "room")
+    path = root / "train" / "room.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace(" 0.5 ", " 0.5x ", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SplatdiffError, match=r"room.txt line 3: '0.5x' is not a number") as e:
+        load_re10k_split(root, "train", Re10kSettings(resolution=16), cache_root=tmp_path / "c")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # before any frame was cached
 
 
 def test_co3d_annotation_paths_outside_data_are_skipped_and_listed(tmp_path):
@@ -302,8 +390,9 @@ def test_a_killed_checkpoint_save_leaves_no_truncated_checkpoint_and_loads_fall_
 
     run = tmp_path / "run"
     (run / "nerfstudio_models").mkdir(parents=True)
-    stale = run / f".step-000000005.ckpt.partial-{dead_pid()}"
-    stale.write_bytes(b"half")
+    stale = killed_partial(run, "step-000000005.ckpt")
+    users = run / f"step-000000004.ckpt.partial-{dead_pid()}"  # the user's own file: not the tool's to remove
+    users.write_bytes(b"mine")
     trainer = SplatdiffTrainer.__new__(SplatdiffTrainer)
     trainer.checkpoint_dir = run / "nerfstudio_models"
     trainer.config = SimpleNamespace(save_only_latest_checkpoint=False)
@@ -311,7 +400,8 @@ def test_a_killed_checkpoint_save_leaves_no_truncated_checkpoint_and_loads_fall_
     trainer.optimizers = SimpleNamespace(optimizers={}, schedulers={})
     trainer.grad_scaler = SimpleNamespace(state_dict=dict)
     trainer.save_checkpoint(10)
-    assert not stale.exists()  # the temporary file of a killed save is cleaned up
+    assert not stale.exists()  # the temporary folder of a killed save is cleaned up
+    assert users.read_bytes() == b"mine"
 
     real_save = torch.save
 
@@ -478,13 +568,39 @@ def test_partial_cache_folders_of_killed_builds_are_removed(tmp_path):
     data = tmp_path / "data"
     write_co3d_fixture(data, sequences=2, frames=3)
     cache = tmp_path / "cache"
-    dead = cache / f"co3d_toy_fewview_dev_train_0123.partial-{dead_pid()}"
+    dead = killed_partial(cache, "co3d_toy_fewview_dev_train_0123")
     alive = cache / "co3d_toy_fewview_dev_train_4567.partial-1"  # pid 1 runs: another build in progress
-    user = cache / "notes.partial-x"
-    for folder in (dead, alive, user):
+    (alive / "seq_0").mkdir(parents=True)
+    (alive / ".splatdiff-owner").write_text(f"{socket.gethostname()} 1\n")
+    users = [cache / "notes.partial-x", cache / f"thesis.partial-{dead_pid()}"]  # unmarked: the user's
+    for folder in users:
         (folder / "seq_0").mkdir(parents=True)
     co3d_load(data, cache)
-    assert not dead.exists() and alive.exists() and user.exists()
+    assert not dead.exists() and alive.exists() and all(folder.exists() for folder in users)
+    assert not list(cache.glob(".*.partial-*"))  # the build's own temporary folder was published
+
+
+def test_a_users_entries_named_like_partial_folders_survive_without_overwrite(var_run, tmp_path):
+    """The issue's example: `thesis.partial-4000000` (a folder) and `notes.partial-4000001` (a file) in
+    --output-dir are the user's, whatever process number they name; only the tool's own marked temporary folder of
+    a killed run is removed, and so are no look-alikes (an owner file naming another process, or a link)."""
+    out = tmp_path / "out" / "x"
+    thesis = out / "thesis.partial-4000000"
+    (thesis / "chapter1.tex").parent.mkdir(parents=True)
+    (thesis / "chapter1.tex").write_text("a")
+    (out / "notes.partial-4000001").write_text("a\n")
+    forged = out / f"forged.partial-{dead_pid()}"  # an owner file that names another process
+    forged.mkdir()
+    (forged / ".splatdiff-owner").write_text(f"{socket.gethostname()} {dead_pid()}\n")
+    link = out / f"link.partial-{dead_pid()}"
+    link.symlink_to(thesis, target_is_directory=True)
+    killed = killed_partial(out, "image")
+    before = snapshot(out)
+    sample(var_run, write_photo(tmp_path / "photo.png"), out, num_samples=1, turntable=False).main()
+    assert not killed.exists()
+    for path in (thesis, thesis / "chapter1.tex", out / "notes.partial-4000001", forged, link):
+        assert before[str(path)] == snapshot(out)[str(path)]
+    assert (out / "photo" / "contact_sheet.png").is_file()
 
 
 # -- the CLIs with hostile names -------------------------------------------------------------------------------------

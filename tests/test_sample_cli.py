@@ -86,20 +86,22 @@ def test_flag_errors_need_no_torch_and_loading_a_run_config_skips_torchs_compile
     _, config = tiny_var_run
     code = f"""
 import sys
+from nerfstudio_splatdiff import generation
 from nerfstudio_splatdiff.scripts import sample
 try:
-    sample.check_generation_flags(0, None, None, 0)
-except sample.SplatdiffError:
+    generation.check_generation_flags(0, None, None, 0)
+except generation.SplatdiffError:
     pass
 assert "torch" not in sys.modules, "the command module or a flag error imported torch"
-assert sample.run_kind({str(config)!r}) == "var"
+assert generation.run_kind({str(config)!r}) == "var"
 assert "torch._inductor.compile_fx" not in sys.modules, "loading config.yml imported torch's inductor compiler"
 """
     run_cli([sys.executable, "-c", code])
 
 
 def test_render_blocks_cover_every_view_of_every_sample_once_within_the_memory_budget():
-    from nerfstudio_splatdiff.scripts.sample import MAX_RENDER_PAIRS, MAX_RENDER_PIXELS, render_blocks
+    from nerfstudio_splatdiff.generation import MAX_RENDER_PAIRS, MAX_RENDER_PIXELS
+    from nerfstudio_splatdiff.sample_writer import render_blocks
 
     assert render_blocks(4, 24, 8192, 128) == [(range(4), range(24))]  # the defaults: one call
     for n, v, gaussians, size in [(64, 720, 8192, 128), (3, 40, 300_000, 64), (5, 7, 10, 2048), (1, 1, 10**7, 16)]:

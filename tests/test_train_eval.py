@@ -118,7 +118,9 @@ def test_wrong_image_size_is_one_clear_message(trained):
     cmd = train_cmd("splatdiff-var-small", root / "data", root / "out_bad", root / "cache", 2) + ["--resolution", "32"]
     out = run(cmd, check=False)
     assert out.returncode != 0
-    assert "This model takes 64x64 images but got 32x32" in out.stdout + out.stderr
+    text = " ".join((out.stdout + out.stderr).replace("│", " ").split())  # tyro's error box, unwrapped
+    assert "The data resolution 32 is not the model's input size 64" in text and "co3d-data --resolution 64" in text
+    assert "Traceback" not in text and not (root / "out_bad").exists()  # refused when the flags are parsed
 
 
 def test_lpips_requested_without_weights_fails_at_start_up(trained, tmp_path):

@@ -23,6 +23,8 @@ from viser._viser import CameraHandle
 from nerfstudio_splatdiff.models.scene_model import (
     FRUSTUM_EDGE_RADIUS,
     SceneViewerControl,
+    covers_view,
+    frustum_points,
     look_through,
     scene_c2w_from_viewer,
     viewer_camera_pose,
@@ -211,6 +213,32 @@ def test_the_frusta_are_the_chosen_scenes_input_and_target_cameras():
         assert np.allclose(wandered.camera.position, 0.0) and np.allclose(wandered.camera.look_at, (0, 0, -2 * SCALE))
         control._show_frusta(False)
         assert not any(h.visible for h in control._frusta)
+    finally:
+        server.stop()
+
+
+def test_target_frusta_that_would_cover_the_opening_view_are_left_out():
+    """A dense orbit (24 views, 15 degrees apart, as the demo's scenes): the frusta of the targets next to the input
+    camera would lie in its view and hide part of the object where the viewer opens (a neighbour's image covered half
+    of it); they are not drawn, the others are."""
+    c2w0 = torch.eye(4)
+    beside = make_rigid(torch.eye(3), torch.tensor([0.3, 0.0, 0.0]))  # 0.3 to the right, looking the same way
+    far_aside = make_rigid(torch.eye(3), torch.tensor([3.0, 0.0, 0.0]))
+    behind = make_rigid(torch.diag(torch.tensor([-1.0, 1.0, -1.0])), torch.tensor([0.0, 0.0, -1.0]))  # looks back
+    across = make_rigid(torch.diag(torch.tensor([-1.0, 1.0, -1.0])), torch.tensor([0.0, 0.0, 4.0]))  # beyond the object
+    fov, scale = 2 * math.atan(RES / 2 / 80.0), 0.2
+    assert covers_view(frustum_points(beside, fov, 1.0, scale), c2w0, K, RES, RES, 2.0)
+    for c2w in (far_aside, behind, across):
+        assert not covers_view(frustum_points(c2w, fov, 1.0, scale), c2w0, K, RES, RES, 2.0)
+    assert covers_view(frustum_points(across, fov, 1.0, scale), c2w0, K, RES, RES, 5.0)  # in view, but far
+    server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    try:
+        viewer = SimpleNamespace(viser_server=server, config=ViewerConfig())
+        control = SceneViewerControl(lambda: orbit_scene(23))
+        control._setup(viewer)
+        names = [h._impl.name.rsplit("/", 1)[1] for h in control._frusta]
+        assert names[0] == "input" and "target_001" not in names and "target_023" not in names, names
+        assert {f"target_{i:03d}" for i in range(4, 21)} <= set(names)
     finally:
         server.stop()
 

@@ -29,7 +29,7 @@ from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.data.device_scenes import DeviceScenes, resident_bytes, why_not_resident
 from nerfstudio_splatdiff.data.multiscene import EvalScenesDataset, SceneViewsDataset, ViewOptions
 from nerfstudio_splatdiff.data.scene import SceneRecord
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.splats.cameras import nerfstudio_cameras
 
 
@@ -74,6 +74,56 @@ class MultiSceneDataManagerConfig(DataManagerConfig):
     device_scenes_max_gb: float = 4.0
     """Most device memory (GB) the resident training frames may take ("auto" and "on")."""
 
+    def __post_init__(self) -> None:
+        """Options that cannot work are refused when the flags are parsed (errors.check_option)."""
+        flag = "--pipeline.datamanager"
+        check_option(
+            is_number_in(self.scenes_per_batch, 1),
+            f"{flag}.scenes-per-batch",
+            self.scenes_per_batch,
+            "at least 1 (scenes per training batch on each device)",
+        )
+        check_option(
+            is_number_in(self.num_target_views, 1),
+            f"{flag}.num-target-views",
+            self.num_target_views,
+            "at least 1 (views rendered and supervised besides the source)",
+        )
+        check_option(is_number_in(self.num_workers, 0), f"{flag}.num-workers", self.num_workers, "0 or more")
+        for name in ("target_window", "source_window", "eval_max_scenes", "eval_max_targets"):
+            value = getattr(self, name)
+            check_option(
+                value is None or is_number_in(value, 0 if "window" in name else 1),
+                f"{flag}.{name.replace('_', '-')}",
+                value,
+                f"None or a whole number of at least {0 if 'window' in name else 1}",
+            )
+        check_option(
+            all(is_number_in(a, 0) for a in self.color_jitter),
+            f"{flag}.color-jitter",
+            " ".join(map(str, self.color_jitter)),
+            "four amounts of 0 or more",
+        )
+        check_option(
+            is_number_in(self.device_scenes_max_gb, 0),
+            f"{flag}.device-scenes-max-gb",
+            self.device_scenes_max_gb,
+            "a number of gigabytes, 0 or more",
+        )
+
+
+def check_target_views(num_target_views: int, frame_counts: list[int]) -> None:
+    """Refuse more target views than the largest training scene has frames (`frame_counts`: of every scene): every
+    item would repeat frames, and each view is rendered and back-propagated (1000 views of 8-frame scenes grew past
+    22 GB before the first step)."""
+    most = max(frame_counts, default=0)
+    if num_target_views > most:
+        raise SplatdiffError(
+            f"--pipeline.datamanager.num-target-views {num_target_views} is more than the {most} frames of the "
+            f"largest training scene: every item would repeat frames and render {num_target_views + 1} views per "
+            f"scene (memory grows with each); pass at most {most}."
+        )
+
 
 def check_scene_kind(scenes: list[SceneRecord], wanted: Optional[str], data: Path) -> None:
     """Refuse data of another kind than the run needs, with the command that makes the right data."""
@@ -85,7 +135,8 @@ def check_scene_kind(scenes: list[SceneRecord], wanted: Optional[str], data: Pat
     if found != [wanted]:
         raise SplatdiffError(
             f"This run needs procedural scenes of kind '{wanted}' but {data} holds {', '.join(found)} scenes: make "
-            f"them with `splatdiff-make-procedural --kind {wanted} --output DIR` and pass --data DIR."
+            f"them with `splatdiff-make-procedural --kind {wanted} --output DIR` and pass --data DIR (or, to train "
+            "on other data anyway, pass --pipeline.datamanager.scene-kind None)."
         )
 
 
@@ -170,10 +221,12 @@ class MultiSceneDataManager(DataManager):
         # on this machine, the same on every machine of a several-machine run).
         self.rank = dist.get_rank() if world_size > 1 and dist.is_initialized() else local_rank
         self.train_scenes = all_train[self.rank :: world_size]
-        self.train_draws: Counter[str] = Counter()
-        """How often each of this rank's training scenes has been drawn (the distributed run record lists them)."""
+        self._draw_counts: Optional[Tensor] = None
+        """Draws per training scene, tallied where the batches are (see `train_draws`)."""
         self.eval_scenes: list[SceneRecord] = self.eval_dataparser_outputs.metadata["scenes"][: config.eval_max_scenes]
         check_scene_kind(all_train + self.eval_scenes, config.scene_kind, self.get_datapath())
+        if test_mode == "val":  # training
+            check_target_views(config.num_target_views, [r.num_frames for r in all_train])
         resolutions = {r.resolution for r in all_train + self.eval_scenes}
         if len(resolutions) != 1:
             raise SplatdiffError(f"All scenes must share one resolution; found {sorted(resolutions)}.")
@@ -265,8 +318,24 @@ class MultiSceneDataManager(DataManager):
     def next_train(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
         self.train_count += 1
         cameras, batch = self._next(self._train_iter)
-        self.train_draws.update(self.train_scenes[i].name for i in batch["scene_index"].tolist())
+        index = batch["scene_index"].reshape(-1)
+        if self._draw_counts is None:
+            self._draw_counts = torch.zeros(len(self.train_scenes), dtype=torch.long, device=index.device)
+        self._draw_counts = self._draw_counts.to(index.device)
+        self._draw_counts.index_add_(0, index, torch.ones_like(index))
         return cameras, batch
+
+    @property
+    def train_draws(self) -> Counter[str]:
+        """How often each of this rank's training scenes has been drawn (the distributed run record lists them).
+        Tallied on the batches' device and read only here: reading a device tensor at every step would make the
+        host wait for all queued GPU work before it could queue the next step."""
+        draws: Counter[str] = Counter()
+        counts = self._draw_counts.tolist() if self._draw_counts is not None else []
+        for scene, n in zip(self.train_scenes, counts):
+            if n:
+                draws[scene.name] += n
+        return draws
 
     def next_eval(self, step: int) -> Tuple[Cameras, Dict[str, Tensor]]:
         self.eval_count += 1

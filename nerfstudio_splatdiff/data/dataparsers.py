@@ -1,4 +1,5 @@
-"""nerfstudio dataparsers for CO3D v2 (and the procedural data, which uses the same format) and RealEstate10K.
+"""nerfstudio dataparsers for CO3D v2 (and the procedural data, which uses the same format), RealEstate10K and
+folders of nerfstudio-format captures (transforms.json, as ns-process-data and instant-ngp write them).
 
 They return nerfstudio `DataparserOutputs` whose `metadata["scenes"]` holds the preprocessed `SceneRecord`s for
 the multi-scene DataManager; `cameras` / `image_filenames` describe at most `max_frustums` frames for the viewer.
@@ -16,11 +17,16 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
-from nerfstudio_splatdiff.splats.cameras import nerfstudio_cameras
 from nerfstudio_splatdiff.data.co3d import Co3dSettings, load_co3d_split
-from nerfstudio_splatdiff.data.preprocess import SkipReport
+from nerfstudio_splatdiff.data.nerfstudio_scenes import (
+    NerfstudioScenesSettings,
+    describe_eval_frames,
+    load_nerfstudio_split,
+)
+from nerfstudio_splatdiff.data.preprocess import CONSOLE, SkipReport
 from nerfstudio_splatdiff.data.re10k import Re10kSettings, load_re10k_split
 from nerfstudio_splatdiff.data.scene import IMAGES, SceneRecord
+from nerfstudio_splatdiff.splats.cameras import nerfstudio_cameras
 
 MAX_FRUSTUMS = 512
 
@@ -119,9 +125,59 @@ class Re10kDataParser(DataParser):
         return scene_outputs(records, report, target_window=c.target_window)
 
 
+@dataclass
+class NerfstudioScenesDataParserConfig(DataParserConfig):
+    """Your own captures: folders in nerfstudio's format (transforms.json + images, from ns-process-data or
+    instant-ngp), one object per capture (data/nerfstudio_scenes.py)."""
+
+    _target: Type = field(default_factory=lambda: NerfstudioScenesDataParser)
+    data: Path = Path("data/captures")
+    """One capture (transforms.json at its root: one scene, used for training and evaluation), a folder of captures
+    (<scene>/transforms.json), or a folder with train/<scene>/ and test/<scene>/."""
+    resolution: Optional[int] = None
+    """Side of the square images after cropping around the principal point; None: the model's input size."""
+    camera_distance: float = 2.0
+    """Each capture is scaled so that its cameras are on average this far from the point they look at."""
+    test_every: int = 10
+    """In a folder of captures (sorted by name) every this-many-th is a test scene, and at least one is."""
+    input_frame: int = 0
+    """The frame put first in every scene, the input of the evaluation (an index in file-name order, counting only
+    the frames that are used)."""
+    max_scenes: Optional[int] = None
+    """Use at most this many captures per split (quick experiments)."""
+    cache_dir: Optional[Path] = None
+    """Where preprocessed tensors are cached (default: $SPLATDIFF_CACHE or ~/.cache/nerfstudio-splatdiff)."""
+
+
+DEFAULT_RESOLUTION = 128
+"""The nerfstudio-scenes resolution when neither the flag nor a model sets it (the paper's)."""
+
+
+class NerfstudioScenesDataParser(DataParser):
+    config: NerfstudioScenesDataParserConfig
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        c = self.config
+        settings = NerfstudioScenesSettings(
+            resolution=c.resolution or DEFAULT_RESOLUTION, camera_distance=c.camera_distance, input_frame=c.input_frame
+        )
+        which = "train" if split == "train" else "test"
+        records, report = load_nerfstudio_split(
+            c.data, which, settings, cache_root=c.cache_dir, test_every=c.test_every, max_scenes=c.max_scenes
+        )
+        if which == "test":
+            CONSOLE.print(f"Evaluation frames (view 0 is the input, every other frame a target):\n"
+                          f"{describe_eval_frames(records)}", soft_wrap=True)
+        return scene_outputs(records, report)
+
+
 co3d_dataparser = DataParserSpecification(
     config=Co3dDataParserConfig(), description="CO3D v2 categories, and splatdiff's procedural data (same format)"
 )
 re10k_dataparser = DataParserSpecification(
     config=Re10kDataParserConfig(), description="RealEstate10K (pixelSplat chunks or camera txt files + frames)"
+)
+nerfstudio_scenes_dataparser = DataParserSpecification(
+    config=NerfstudioScenesDataParserConfig(),
+    description="Folders of nerfstudio-format captures (transforms.json + images: ns-process-data, instant-ngp)",
 )

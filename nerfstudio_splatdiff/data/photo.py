@@ -88,6 +88,11 @@ def _open(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
+    except Image.DecompressionBombError as e:  # PIL's guard against images that would fill the memory
+        raise SplatdiffError(
+            f"{path} is too large to open safely ({e.args[0].split(',')[0]}): downscale it first (a few thousand "
+            "pixels a side is plenty; the model sees 64 to 128)."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise SplatdiffError(f"Cannot read {path} as an image ({e.__class__.__name__}): pass a PNG, JPEG or another "
                              "format PIL reads.") from e

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,10 @@ from PIL import Image
 from rich.console import Console
 from torch import Tensor
 
-from nerfstudio_splatdiff.splats.cameras import nearest_point_to_axes
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
-from nerfstudio_splatdiff.safety import OWNER_FILE, mark_owner, remove_stale_partials
+from nerfstudio_splatdiff.safety import OWNER_FILE, new_partial_dir, remove_stale_partials
+from nerfstudio_splatdiff.splats.cameras import nearest_point_to_axes
 
 CONSOLE = Console(width=120)
 CACHE_VERSION = 2  # 2: the key covers the files read; unsafe names and paths are skipped
@@ -110,7 +109,8 @@ def is_all_black(image: np.ndarray) -> bool:
 def cached_scenes(cache: Path, build, what: str):
     """Load scenes from `cache` if complete; else run `build(tmp_folder, report) -> records`, then publish the
     folder atomically (so an interrupted run never leaves a half cache). Returns (records, report).
-    `*.partial-<pid>` folders of builds whose process is gone (killed) are removed first."""
+    The temporary folders of builds whose process is gone (killed) are removed first (only those marked as this
+    tool's: see `safety.remove_stale_partials`)."""
     index = cache / "index.json"
     if index.is_file():
         info = json.loads(index.read_text())
@@ -118,10 +118,7 @@ def cached_scenes(cache: Path, build, what: str):
     cache.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(cache.parent)
     report = SkipReport()
-    tmp = cache.with_name(f"{cache.name}.partial-{os.getpid()}")  # per process: two runs may build it at once
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    mark_owner(tmp)
+    tmp = new_partial_dir(cache.parent, cache.name)  # a new one per build: two runs may build it at once
     try:
         records = build(tmp, report)
         report.print()

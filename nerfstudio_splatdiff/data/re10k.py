@@ -12,7 +12,8 @@ objects); the depth range comes from the config and is stored in each scene's me
 Chunks are loaded with `torch.load(weights_only=True)` (tensors, numbers, strings, lists and dicts: a pickle
 payload is refused, never run). A scene key that is not a plain folder name (separators, `..`, hidden) is skipped
 and listed, so the cache writes stay inside the cache folder; the cache key covers the size and modification time
-of every chunk, camera file and frame read.
+of every chunk, camera file and frame read. A camera or frame file that leads outside --data (a link) or is not a
+regular file (a FIFO would block) is skipped and listed, never opened, as the CO3D reader does.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from nerfstudio_splatdiff.data.co3d import default_cache_root
 from nerfstudio_splatdiff.data.preprocess import CONSOLE, SkipReport, cached_scenes, crop_resize, is_all_black, settings_key
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
-from nerfstudio_splatdiff.safety import child_folder
+from nerfstudio_splatdiff.safety import child_folder, is_inside
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -67,14 +68,51 @@ def read_pose_txt(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
         vals = ln.split()
         if len(vals) != 19:
             raise SplatdiffError(f"{path} line {i}: expected 19 numbers (timestamp, 4 intrinsics, 2 zeros, 3x4 pose), got {len(vals)}.")
-        rows.append([float(v) for v in vals])
+        try:
+            rows.append([float(v) for v in vals])
+        except ValueError:
+            bad = next(v for v in vals if not _is_number(v))
+            raise SplatdiffError(
+                f"{path} line {i}: {bad[:40]!r} is not a number; each frame line holds 19 numbers (timestamp, 4 "
+                "intrinsics, 2 zeros, 3x4 pose): fix or remove the file."
+            ) from None
     arr = np.asarray(rows, dtype=np.float64)
     return lines[0], arr[:, 0].astype(np.int64), arr[:, 1:]
 
 
-def _iter_chunk_scenes(split_dir: Path, report: SkipReport) -> Iterator[dict]:
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RefusedFrame:
+    """A frame file that is not read (it leads outside --data, or is not a regular file), with the reason."""
+
+    reason: str
+
+
+def frame_file_problem(path: Path, root: Path) -> Optional[str]:
+    """Why a frame, camera file or chunk is not read, or None: it must lie inside --data once links are
+    resolved (as the CO3D reader requires of annotation paths) and be a regular file (a FIFO or device in its place
+    would block the reader or never end)."""
+    if not is_inside(path, root):
+        return f"{path.name} leads outside --data {root} (a link to {path.resolve()}); refused"
+    if not path.is_file():
+        return f"{path.name} is not a regular file (a FIFO, device or folder); refused"
+    return None
+
+
+def _iter_chunk_scenes(split_dir: Path, report: SkipReport, root: Path) -> Iterator[dict]:
     chunks = sorted(split_dir.glob("*.torch"))
     for chunk in chunks:
+        problem = frame_file_problem(chunk, root)
+        if problem:
+            report.add(chunk.name, None, f"chunk {problem}")
+            continue
         try:
             items = torch.load(chunk, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
@@ -93,14 +131,26 @@ def _iter_chunk_scenes(split_dir: Path, report: SkipReport) -> Iterator[dict]:
 
 
 def _iter_txt_scenes(root: Path, split: str, report: SkipReport) -> Iterator[dict]:
+    """Scenes of camera txt files, every file parsed first (a malformed one stops the run before any frame is read).
+    Camera and frame files that lead outside --data or are not regular files are skipped and listed, never read."""
+    cameras = []
     for txt in sorted((root / split).glob("*.txt")):
-        _, stamps, cams = read_pose_txt(txt)
+        problem = frame_file_problem(txt, root)
+        if problem:
+            report.add(txt.stem, None, f"camera file {problem}")
+            continue
+        cameras.append((txt, *read_pose_txt(txt)[1:]))
+    for txt, stamps, cams in cameras:
         frame_dir = root / "frames" / split / txt.stem
         files = {p.stem: p for p in frame_dir.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES} if frame_dir.is_dir() else {}
         if not files:
             report.add(txt.stem, None, f"no extracted frames in {frame_dir}")
             continue
-        images = [files.get(str(int(t))) for t in stamps]
+        images = []
+        for t in stamps:
+            path = files.get(str(int(t)))
+            problem = frame_file_problem(path, root) if path is not None else None
+            images.append(RefusedFrame(problem) if problem else path)
         yield {"key": txt.stem, "timestamps": torch.from_numpy(stamps), "cameras": torch.from_numpy(cams),
                "images": images}
 
@@ -120,6 +170,9 @@ def _process_scene(scene: dict, settings: Re10kSettings, folder: Path, report: S
         i = int(i)
         if scene["images"][i] is None:
             report.add(key, i, "frame image is missing")
+            continue
+        if isinstance(scene["images"][i], RefusedFrame):
+            report.add(key, i, scene["images"][i].reason)
             continue
         try:
             image = _decode(scene["images"][i])
@@ -173,7 +226,7 @@ def load_re10k_split(
     cache = Path(cache_root or default_cache_root()) / f"re10k_{split}_{key}"
 
     def build(tmp: Path, report: SkipReport) -> list[SceneRecord]:
-        scenes = _iter_chunk_scenes(split_dir, report) if use_chunks else _iter_txt_scenes(root, split, report)
+        scenes = _iter_chunk_scenes(split_dir, report, root) if use_chunks else _iter_txt_scenes(root, split, report)
         records: list[SceneRecord] = []
         for scene in track(scenes, description=f"preprocessing RealEstate10K {split}", console=CONSOLE, transient=True):
             if max_scenes is not None and len(records) >= max_scenes:

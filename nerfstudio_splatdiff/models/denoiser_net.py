@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Tuple, Type
 
 import torch
-from diffusers import UNet2DModel
 from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
+
+from nerfstudio_splatdiff.errors import check_norm_groups, check_option, is_number_in
+from nerfstudio_splatdiff.models.diffusers_blocks import UNet2DModel
 
 
 @dataclass
@@ -25,6 +27,15 @@ class DenoiserNetConfig(InstantiateConfig):
     norm_num_groups: int = 32
     latent_channels: int = 4
     cond_channels: int = 4
+
+    def __post_init__(self) -> None:
+        check_norm_groups("--pipeline.model.denoiser", self.block_out_channels, self.norm_num_groups)
+        check_option(
+            is_number_in(self.layers_per_block, 1),
+            "--pipeline.model.denoiser.layers-per-block",
+            self.layers_per_block,
+            "at least 1",
+        )
 
 
 class DenoiserNet(nn.Module):

@@ -24,13 +24,24 @@ from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
 
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.privileged import privileged_inputs
-from nerfstudio_splatdiff.models.sampling import NoiseSchedule, SchedulerKind, check_sampling_args, sample_latents
-from nerfstudio_splatdiff.models.scene_model import RunKind, SceneModel, SceneModelConfig
+from nerfstudio_splatdiff.models.sampling import (
+    MAX_GUIDANCE,
+    NoiseSchedule,
+    SchedulerKind,
+    check_sampling_args,
+    sample_latents,
+)
+from nerfstudio_splatdiff.models.scene_model import (
+    RunKind,
+    SceneModel,
+    SceneModelConfig,
+    check_shared_model_options,
+)
 from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
 from nerfstudio_splatdiff.splats import Gaussians
 
@@ -58,6 +69,9 @@ class DiffusionModelConfig(SceneModelConfig):
     """Fine-tune phase: probability of masking a random half of the condition (the paper uses 0.5)."""
     ema_decay: float = 0.9999
     bf16: bool = True
+    compile_network: bool = False
+    """torch.compile the trained network when training on CUDA (in place: its weights and checkpoints are unchanged).
+    Opt-in: the first steps pay the compilation and its gain is not yet measured on a GPU; ignored on CPU."""
     background_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     scheduler: SchedulerKind = "ddim"
     num_steps: int = 50
@@ -71,6 +85,42 @@ class DiffusionModelConfig(SceneModelConfig):
     """N for the best-of-N oracle metrics in ns-eval."""
     seed: int = 0
     enable_collider: bool = False
+
+    def __post_init__(self) -> None:
+        """Sampling options are refused when the flags are parsed, not by splatdiff-sample after training."""
+        check_shared_model_options(self)
+        flag = "--pipeline.model"
+        steps = self.schedule.num_train_timesteps
+        check_option(
+            is_number_in(self.num_steps, 1, steps),
+            f"{flag}.num-steps",
+            self.num_steps,
+            f"a number of sampling steps from 1 to {steps} (the training schedule's)",
+        )
+        check_option(
+            is_number_in(self.guidance_weight, 0, MAX_GUIDANCE),
+            f"{flag}.guidance-weight",
+            self.guidance_weight,
+            f"a weight in [0, {MAX_GUIDANCE:g}] (0 = no guidance)",
+        )
+        check_option(
+            is_number_in(self.eta, 0, 1),
+            f"{flag}.eta",
+            self.eta,
+            "a DDIM eta in [0, 1] (0 = deterministic DDIM, 1 = ancestral)",
+        )
+        check_option(
+            self.eta == 0 or self.scheduler == "ddim",
+            f"{flag}.eta",
+            self.eta,
+            f"0 with --pipeline.model.scheduler {self.scheduler}, or --pipeline.model.scheduler ddim",
+        )
+        for name in ("skip_weight", "cond_drop_prob", "input_mask_prob"):
+            value = getattr(self, name)
+            check_option(is_number_in(value, 0, 1), f"{flag}.{name.replace('_', '-')}", value, "a number in [0, 1]")
+        check_option(
+            is_number_in(self.eval_num_samples, 1), f"{flag}.eval-num-samples", self.eval_num_samples, "at least 1"
+        )
 
     @property
     def run_kind(self) -> RunKind:
@@ -111,11 +161,22 @@ class DiffusionModel(SceneModel):
         # 1 / std of the latents (of their spatial means for `latent_scale_global`), set from the first batch
         self.register_buffer("latent_scale", torch.zeros(()))
         self.register_buffer("latent_scale_global", torch.zeros(()))
+        self._scales_known = False  # see `_scales_set`
         self.train_scheduler = c.schedule.training_scheduler()
         self.lpips = losses.maybe_lpips("vgg", required=False)
         self.setup_viewer_scenes()
         self.viewer_guidance = ViewerSlider("Guidance weight", c.guidance_weight, 0.0, 5.0, 0.1, cb_hook=self._knob)
         self.viewer_skip = ViewerSlider("Skip weight", c.skip_weight, 0.0, 1.0, 0.05, cb_hook=self._knob)
+        self.viewer_eta = ViewerSlider(  # DPM-Solver++ has no eta: there the slider stays at the run's 0
+            "DDIM eta",
+            c.eta,
+            0.0,
+            1.0,
+            0.05,
+            disabled=c.scheduler != "ddim",
+            cb_hook=self._knob,
+            hint="0: the deterministic DDIM path; 1: fresh noise at every step (DDPM-like)",
+        )
         self.viewer_sample = ViewerSlider("Sample index", 0, 0, 7, 1, cb_hook=self._knob)
         self.viewer_resample = ViewerButton("Resample", cb_hook=self._resample)
         self._viewer_seed = c.seed
@@ -155,7 +216,7 @@ class DiffusionModel(SceneModel):
         """Stable Diffusion's trick, from the first batch: bring the latents to unit variance. With the VAR's global
         code (`VARNetConfig.global_code`) the spatial mean (which carries the hidden side) and the rest (the input's
         detail) get a scale each, so neither drowns the other in the denoiser's loss."""
-        if float(self.latent_scale) > 0.0:
+        if self._scales_set():
             return
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         if self.var.has_global_code:
@@ -165,11 +226,25 @@ class DiffusionModel(SceneModel):
         else:
             self.latent_scale.fill_(1.0 / float(z.std().clamp(min=1e-6)))
             self.latent_scale_global.fill_(float(self.latent_scale))
+        self._scales_known = True
+
+    def _scales_set(self) -> bool:
+        """Whether the latent scales have been set (by training, or loaded with a trained run). Read from the device
+        once, then remembered: a set scale never returns to 0 except through a state dict, and loading one forgets
+        it. (On a GPU every read of a device value waits for all queued work: read every step, three reads stalled
+        each diffusion training step.)"""
+        if not self._scales_known:
+            self._scales_known = float(self.latent_scale) > 0.0
+        return self._scales_known
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._scales_known = False  # the loaded scales may be unset: read them again when next needed
 
     def _scales(self) -> Tuple[Tensor, Tensor]:
         """(residual, spatial-mean) scales; 1 before training has set them."""
-        one = torch.ones((), device=self.latent_scale.device)
-        if float(self.latent_scale) == 0.0:
+        if not self._scales_set():
+            one = torch.ones((), device=self.latent_scale.device)
             return one, one
         return self.latent_scale, self.latent_scale_global
 
@@ -201,6 +276,7 @@ class DiffusionModel(SceneModel):
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (B,), device=z0.device)
         noisy = self.train_scheduler.add_noise(z0, noise, t)
+        self.compile_on_cuda(z0.device)
         with self.autocast(z0.device):
             eps = self.denoiser(noisy, t, cond)
         return {"eps_pred": eps.float(), "eps": noise}
@@ -236,12 +312,15 @@ class DiffusionModel(SceneModel):
         guidance_weight: Optional[float] = None,
         skip_weight: Optional[float] = None,
         seed: Optional[int] = None,
+        eta: Optional[float] = None,
     ) -> Gaussians:
-        """N complete Gaussian scenes for the source view of a batch of ONE scene: Gaussians [N, ...]."""
+        """N complete Gaussian scenes for the source view of a batch of ONE scene: Gaussians [N, ...]. Knobs left
+        None are the run's."""
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
-        check_sampling_args(num_samples, w, k, c.num_steps, c.eta, c.scheduler)
+        eta = c.eta if eta is None else eta
+        check_sampling_args(num_samples, w, k, c.num_steps, eta, c.scheduler)
         if batch["images"].shape[0] != 1:
             raise SplatdiffError("sample() takes a batch of one scene.")
         mean, _, skip = self.encode_source(batch)
@@ -260,7 +339,7 @@ class DiffusionModel(SceneModel):
             c.num_steps,
             w,
             c.seed if seed is None else seed,
-            c.eta,
+            eta,
         )[0]
         z = self.from_diffusion(x)
         N = num_samples
@@ -283,9 +362,10 @@ class DiffusionModel(SceneModel):
         guidance_weight: Optional[float] = None,
         skip_weight: Optional[float] = None,
         seed: Optional[int] = None,
+        eta: Optional[float] = None,
     ) -> Gaussians:
         """N different complete scenes for a batch of ONE scene (see `sample`)."""
-        return self.sample(batch, num_samples, guidance_weight, skip_weight, seed)
+        return self.sample(batch, num_samples, guidance_weight, skip_weight, seed, eta)
 
     @torch.no_grad()
     def evaluate_scene(
@@ -342,6 +422,7 @@ class DiffusionModel(SceneModel):
     def viewer_gaussians(self) -> Optional[Gaussians]:
         """The sample chosen by the slider, of all the slider's samples drawn in one batched call per knob setting."""
         w, k, seed = float(self.viewer_guidance.value), float(self.viewer_skip.value), self._viewer_seed
+        eta = float(self.viewer_eta.value)
         n = int(self.viewer_sample.max) + 1
-        g = self.cached_viewer_gaussians((w, k, seed), lambda batch: self.sample(batch, n, w, k, seed))
+        g = self.cached_viewer_gaussians((w, k, eta, seed), lambda batch: self.sample(batch, n, w, k, seed, eta))
         return None if g is None else g.scene(min(int(self.viewer_sample.value), g.batch_size - 1))

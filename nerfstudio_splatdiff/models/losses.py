@@ -14,6 +14,10 @@ from torch import Tensor, nn
 from nerfstudio_splatdiff.errors import SplatdiffError
 
 LpipsNet = Literal["vgg", "alex"]
+LPIPS_BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
+"""The ImageNet weights lpips builds its backbone from, by the file name torchvision caches them under (the URLs of
+VGG16_Weights.IMAGENET1K_V1 and AlexNet_Weights.IMAGENET1K_V1): named here because importing torchvision to ask
+imports torch's compiler too (seconds), and every model looks for the file when it is built."""
 
 
 def ssim(pred: Float[Tensor, "N H W 3"], gt: Float[Tensor, "N H W 3"]) -> Tensor:
@@ -47,10 +51,7 @@ def opacity_regulariser(opacities: Tensor) -> Tensor:
 
 def lpips_backbone_file(net: LpipsNet) -> Path:
     """Where torchvision looks for the LPIPS backbone's ImageNet weights (the torch hub cache)."""
-    import torchvision.models as tvm
-
-    weights = {"vgg": tvm.VGG16_Weights.IMAGENET1K_V1, "alex": tvm.AlexNet_Weights.IMAGENET1K_V1}[net]
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
 
 
 def lpips_available(net: LpipsNet = "vgg") -> bool:

@@ -16,14 +16,30 @@ from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor
 from torch.nn import Parameter
 
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.models import losses
 from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
-from nerfstudio_splatdiff.models.scene_model import RunKind, SceneModel, SceneModelConfig
+from nerfstudio_splatdiff.models.scene_model import (
+    RunKind,
+    SceneModel,
+    SceneModelConfig,
+    check_shared_model_options,
+)
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
 from nerfstudio_splatdiff.splats import Gaussians
+
+LOSS_WEIGHTS = (
+    "l2_weight",
+    "ssim_weight",
+    "kl_weight",
+    "lpips_weight",
+    "mask_weight",
+    "scale_reg_weight",
+    "opacity_reg_weight",
+)
+"""The loss weights of `ReconstructorModelConfig`: each 0 (off) or more."""
 
 
 @dataclass
@@ -53,10 +69,39 @@ class ReconstructorModelConfig(SceneModelConfig):
     """EMA of the weights for evaluation and the viewer; 0 disables it."""
     bf16: bool = True
     """bf16 autocast for the network on CUDA (rendering stays float32)."""
+    compile_network: bool = False
+    """torch.compile the trained network when training on CUDA (in place: its weights and checkpoints are unchanged).
+    Opt-in: the first steps pay the compilation and its gain is not yet measured on a GPU; ignored on CPU."""
     background_color: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     eval_skip_weight: float = 1.0
     """Skip-connection weight used in evaluation and as the viewer's default."""
     enable_collider: bool = False
+
+    def __post_init__(self) -> None:
+        check_shared_model_options(self)
+        for name in LOSS_WEIGHTS:
+            value = getattr(self, name)
+            check_option(
+                is_number_in(value, 0),
+                f"--pipeline.model.{name.replace('_', '-')}",
+                value,
+                "a loss weight of 0 (off) or more",
+            )
+        check_option(
+            is_number_in(self.lpips_start_step, 0),
+            "--pipeline.model.lpips-start-step",
+            self.lpips_start_step,
+            "a step of 0 or more",
+        )
+        check_option(
+            is_number_in(self.max_scale, 1e-9), "--pipeline.model.max-scale", self.max_scale, "a positive scale"
+        )
+        check_option(
+            is_number_in(self.eval_skip_weight, 0, 1),
+            "--pipeline.model.eval-skip-weight",
+            self.eval_skip_weight,
+            "a weight in [0, 1]",
+        )
 
     @property
     def run_kind(self) -> RunKind:
@@ -95,6 +140,7 @@ class ReconstructorModel(SceneModel):
         """Gaussians from each scene's source view (view 0), in the source camera's frame."""
         images = batch["images"]
         self.check_image_size(images)
+        self.compile_on_cuda(images.device)
         net = net or self.net
         if net.training and self.is_var and net.has_privileged_branch:
             kwargs.setdefault("privileged", privileged_inputs(batch))
@@ -116,9 +162,10 @@ class ReconstructorModel(SceneModel):
         guidance_weight: Optional[float] = None,
         skip_weight: Optional[float] = None,
         seed: Optional[int] = None,
+        eta: Optional[float] = None,
     ) -> Gaussians:
         """The one reconstruction of a batch of ONE scene, repeated `num_samples` times: Gaussians [N, ...]. (A
-        deterministic model: guidance and seed do not apply; the skip weight does for a VAR.)"""
+        deterministic model: guidance, seed and eta do not apply; the skip weight does for a VAR.)"""
         if batch["images"].shape[0] != 1:
             raise SplatdiffError("generate() takes a batch of one scene.")
         w = self.config.eval_skip_weight if skip_weight is None else skip_weight

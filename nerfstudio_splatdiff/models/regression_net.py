@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple, Type, Union
 
 import torch
-from diffusers import UNet2DModel
 from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
+from nerfstudio_splatdiff.errors import check_norm_groups, check_option, is_number_in
+from nerfstudio_splatdiff.models.diffusers_blocks import UNet2DModel
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
 
 
@@ -28,6 +29,15 @@ class RegressionNetConfig(InstantiateConfig):
     attention_levels: Tuple[int, ...] = (2,)
     """Levels (0 = full resolution) whose blocks use self-attention."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
+
+    def __post_init__(self) -> None:
+        check_norm_groups("--pipeline.model.network", self.block_out_channels, self.norm_num_groups)
+        check_option(
+            is_number_in(self.layers_per_block, 1),
+            "--pipeline.model.network.layers-per-block",
+            self.layers_per_block,
+            "at least 1",
+        )
 
 
 class RegressionNet(nn.Module):

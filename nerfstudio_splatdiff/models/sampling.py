@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from jaxtyping import Float
 from torch import Tensor
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.models.diffusers_blocks import DDIMScheduler, DDPMScheduler, dpm_solver_scheduler
 
 SchedulerKind = Literal["ddim", "dpmsolver++"]
 MAX_GUIDANCE = 10.0
@@ -45,7 +45,7 @@ class NoiseSchedule:
         if kind == "ddim":
             return DDIMScheduler(**self.kwargs(), clip_sample=False, set_alpha_to_one=False)
         if kind == "dpmsolver++":
-            return DPMSolverMultistepScheduler(**self.kwargs(), algorithm_type="dpmsolver++", solver_order=2)
+            return dpm_solver_scheduler()(**self.kwargs(), algorithm_type="dpmsolver++", solver_order=2)
         raise SplatdiffError(f"Unknown scheduler {kind!r}: use 'ddim' or 'dpmsolver++'.")
 
 

@@ -17,9 +17,9 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerDropdown
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
+from nerfstudio_splatdiff.models.ema import StepEMA
 from nerfstudio_splatdiff.models.run_kind import RunKind  # noqa: F401 (re-exported for the models)
 from nerfstudio_splatdiff.splats import Gaussians, render_gaussians
 from nerfstudio_splatdiff.splats.cameras import invert_rigid, opengl_c2w_to_opencv_c2w
@@ -74,6 +74,35 @@ def splatdiff_model_config(
     return model_cfg
 
 
+def resolution_hint(image_size: int, resolution: int) -> str:
+    """What to pass when the data resolution is not the model's input size. ns-train takes the dataparser's flags
+    after its name (a subcommand), not as --pipeline.datamanager.dataparser.*."""
+    return (
+        f"set the data resolution to {image_size} with `--resolution {image_size}` after the dataparser's name (e.g. "
+        f"`co3d-data --resolution {image_size}`), or the model's input size with --pipeline.model.image-size "
+        f"{resolution} (or use the preset made for that size)."
+    )
+
+
+def check_shared_model_options(config: Any) -> None:
+    """The options every splatdiff model config has (`--pipeline.model.*`), refused in one line when they cannot
+    work: called by the model configs' `__post_init__`, so ns-train refuses them when it parses the flags."""
+    flag = "--pipeline.model"
+    check_option(is_number_in(config.image_size, 8), f"{flag}.image-size", config.image_size, "at least 8 pixels")
+    check_option(
+        is_number_in(config.ema_decay, 0, 0.999999999),
+        f"{flag}.ema-decay",
+        config.ema_decay,
+        "a decay in [0, 1) (0 turns the EMA off)",
+    )
+    check_option(
+        len(config.background_color) == 3 and all(is_number_in(c, 0, 1) for c in config.background_color),
+        f"{flag}.background-color",
+        " ".join(map(str, config.background_color)),
+        "three numbers in [0, 1]",
+    )
+
+
 def scene_c2w_from_viewer(c2w_gl: Float[Tensor, "4 4"]) -> Float[Tensor, "4 4"]:
     """A viewer camera (nerfstudio: OpenGL camera-to-world in the viewer's world) as the OpenCV camera-to-world in
     the scene's world (the input camera's frame) that the renderer takes."""
@@ -119,6 +148,39 @@ def input_frustum_setback(pose: ViewerCameraPose) -> float:
     half_height = math.tan(pose.fov / 2)
     narrowest = math.atan(min(half_height, half_height * pose.aspect))
     return 3 * FRUSTUM_EDGE_RADIUS / math.sin(narrowest)
+
+
+def frustum_points(c2w: Float[Tensor, "4 4"], fov: float, aspect: float, scale: float) -> Float[Tensor, "P 3"]:
+    """Points on a camera frustum as viser draws it (world, OpenCV c2w): its apex, edges and image plane. viser
+    scales the pyramid of depth 1 and half-height tan(fov / 2) to the volume of a unit cube's third, times `scale`."""
+    y = math.tan(fov / 2)
+    x, z = y * aspect, 1.0
+    norm = (x * y * z / 3) ** (1 / 3)
+    x, y, z = x / norm * scale, y / norm * scale, z / norm * scale
+    t = torch.linspace(-1, 1, 5)
+    plane = torch.stack([a.flatten() for a in torch.meshgrid(t * x, t * y, indexing="ij")] + [torch.full((25,), z)], 1)
+    corners = torch.tensor([[sx * x, sy * y, z] for sx in (-1, 1) for sy in (-1, 1)])
+    edges = torch.cat([corners * f for f in torch.linspace(0, 1, 9)])  # the lines from the apex to the corners
+    local = torch.cat([plane, edges]).to(c2w)
+    return local @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def covers_view(
+    points: Float[Tensor, "P 3"],
+    c2w: Float[Tensor, "4 4"],
+    K: Float[Tensor, "3 3"],
+    width: int,
+    height: int,
+    max_depth: float,
+) -> bool:
+    """Whether any of `points` (world) lies inside the image of the camera `c2w` (OpenCV), in front of it and nearer
+    than `max_depth` (between the camera and the object it looks at, where it would hide part of the object)."""
+    cam = (points - c2w[:3, 3]) @ c2w[:3, :3]
+    z = cam[:, 2]
+    u = K[0, 0] * cam[:, 0] / z.clamp(min=1e-9) + K[0, 2]
+    v = K[1, 1] * cam[:, 1] / z.clamp(min=1e-9) + K[1, 2]
+    inside = (u >= 0) & (u <= width) & (v >= 0) & (v <= height)
+    return bool(((z > 1e-6) & (z < max_depth) & inside).any())
 
 
 def viewer_camera_pose(
@@ -216,8 +278,18 @@ class SceneViewerControl(ViewerControl):
         self._pose = poses[0]
         n = len(poses) - 1
         targets = torch.linspace(1, n, min(n, MAX_VIEWER_TARGET_FRUSTA)).round().long().tolist() if n > 0 else []
-        thumbs = (images[targets].clamp(0, 1) * 255).to(torch.uint8).cpu().numpy() if targets else None
         frustum_scale = 0.1 * distance * VISER_NERFSTUDIO_SCALE_RATIO
+        # A target camera next to the input one (a dense orbit) would draw its frustum and image between the input
+        # camera and the object, over the view the viewer opens with: those are left out.
+        scene_scale = frustum_scale / VISER_NERFSTUDIO_SCALE_RATIO
+        targets = [
+            v
+            for v in targets
+            if not covers_view(
+                frustum_points(c2w[v], poses[v].fov, poses[v].aspect, scene_scale), c2w[0], K[0], W, H, distance
+            )
+        ]
+        thumbs = (images[targets].clamp(0, 1) * 255).to(torch.uint8).cpu().numpy() if targets else None
         setback = input_frustum_setback(poses[0]) * frustum_scale
         input_at = tuple(p - setback * f for p, f in zip(poses[0].position, poses[0].forward))
         with self.viser_server.atomic():
@@ -246,16 +318,16 @@ class SceneViewerControl(ViewerControl):
 
 class SceneModel(Model):
     """Base for models that turn the source view of a scene batch into Gaussians (subclasses: `reconstruct`,
-    `evaluate_scene`, `viewer_gaussians`). Config needs `image_size`, `background_color`, `bf16`."""
+    `evaluate_scene`, `viewer_gaussians`). Config needs `image_size`, `background_color`, `bf16`, `compile_network`."""
 
     def setup_trained_network(self, name: str, decay: float) -> None:
         """Name the submodule this model trains and, if decay > 0, keep an EMA copy of it (saved in checkpoints).
         (A name, not a second reference: that would register the module twice in the state dict.)"""
         self._trained_name = name
         net = self.trained_net
-        self.ema: Optional[AveragedModel] = None
+        self.ema: Optional[StepEMA] = None
         if decay > 0:
-            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            self.ema = StepEMA(net, decay)  # torch's AveragedModel EMA without its per-step device reads
             self.ema.requires_grad_(False)
         self.step = 0
 
@@ -289,6 +361,14 @@ class SceneModel(Model):
         self._viewer_cache.clear()
         self.viewer_control.scene_changed()
 
+    def compile_on_cuda(self, device: torch.device) -> None:
+        """With the config's `compile_network` on, torch.compile the trained network the first time it runs on
+        CUDA (`nn.Module.compile`: in place, its parameters and state-dict keys unchanged; the EMA copy stays
+        eager)."""
+        if self.config.compile_network and device.type == "cuda" and not getattr(self, "_compiled", False):
+            self.trained_net.compile()
+            self._compiled = True
+
     def autocast(self, device: torch.device):
         if self.config.bf16 and device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -298,10 +378,8 @@ class SceneModel(Model):
         H, W = images.shape[-3:-1]
         if (H, W) != (self.config.image_size, self.config.image_size):
             raise SplatdiffError(
-                f"This model takes {self.config.image_size}x{self.config.image_size} images but got {W}x{H}: set the "
-                f"data resolution to {self.config.image_size} (--pipeline.datamanager.dataparser.resolution) "
-                f"or use the "
-                "preset made for this size."
+                f"This model takes {self.config.image_size}x{self.config.image_size} images but got {W}x{H}: "
+                f"{resolution_hint(self.config.image_size, W)}"
             )
 
     def render_views(self, gaussians: Gaussians, c2w: Tensor, K: Tensor, size: int) -> dict:
@@ -336,9 +414,12 @@ class SceneModel(Model):
         guidance_weight: Optional[float] = None,
         skip_weight: Optional[float] = None,
         seed: Optional[int] = None,
+        eta: Optional[float] = None,
     ) -> Gaussians:
         """`num_samples` complete scenes [N, ...] for the source view of a batch of ONE scene: different samples for a
-        generative model, its one reconstruction repeated for a deterministic one. Every CLI asks this."""
+        generative model, its one reconstruction repeated for a deterministic one. Every CLI asks this. The knobs
+        (guidance, skip weight, seed, DDIM eta) default to the run's; a deterministic model ignores those that do not
+        apply to it."""
         raise NotImplementedError
 
     def viewer_gaussians(self) -> Optional[Gaussians]:

@@ -20,7 +20,7 @@ from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
 from nerfstudio_splatdiff.splats.geometry import quat_multiply, rotmat_to_quat
 
@@ -48,6 +48,21 @@ class SplatterHeadConfig(InstantiateConfig):
     max_scale_px: Optional[float] = None
     """Soft cap on each scale, in input-view pixels at the Gaussian's depth: s = e / (1 + e / cap) with e = exp(x).
     Bounds the rasteriser's work (a few huge Gaussians cost as much as the whole image); None: plain exp."""
+
+    def __post_init__(self) -> None:
+        flag = "--pipeline.model.network.head"
+        check_option(
+            is_number_in(self.gaussians_per_pixel, 1) and isinstance(self.gaussians_per_pixel, int),
+            f"{flag}.gaussians-per-pixel",
+            self.gaussians_per_pixel,
+            "a whole number of at least 1",
+        )
+        check_option(
+            self.max_scale_px is None or is_number_in(self.max_scale_px, 1e-6),
+            f"{flag}.max-scale-px",
+            self.max_scale_px,
+            "None or a positive number of pixels",
+        )
 
 
 class SplatterHead(nn.Module):

@@ -61,6 +61,10 @@ def load_checkpoint(source: Path) -> Tuple[Path, Dict[str, Any]]:
         raise SplatdiffError(f"Cannot load {source}: {e}.") from None
 
 
+INFERENCE_PACKAGES = ("nerfstudio_splatdiff.models",)
+"""The packages whose config classes `load_inference_config` builds: the model and its networks."""
+
+
 def load_run_config(config_path: Path) -> Any:
     """A run's config.yml, read with the safe loader (see safe_yaml.py)."""
     if not Path(config_path).is_file():
@@ -68,10 +72,20 @@ def load_run_config(config_path: Path) -> Any:
     return load_config_yaml(Path(config_path))
 
 
+def load_inference_config(config_path: Path) -> Any:
+    """A run's config.yml as inference reads it: the model config (`run.pipeline.model`) built as when training,
+    every other config object an `UnloadedConfig` with the same fields (`run.method_name`,
+    `run.pipeline.datamanager.background_color`...), and none of nerfstudio's trainer, pipeline or dataset classes
+    imported (safe_yaml.py). Not for setting up a pipeline, resuming training or writing the config back."""
+    if not Path(config_path).is_file():
+        raise SplatdiffError(f"No config.yml at {config_path} next to the checkpoint: {HOW}.")
+    return load_config_yaml(Path(config_path), classes_from=INFERENCE_PACKAGES)
+
+
 def load_frozen_var(path: Path) -> Tuple[VARNet, Any]:
     """The VAR network (eval mode, no gradients) and the run's model config (image size, background...)."""
     config_path, source = resolve_run(path)
-    run = load_run_config(config_path)
+    run = load_inference_config(config_path)
     model_cfg = run.pipeline.model
     if not isinstance(model_cfg, SceneModelConfig) or model_cfg.run_kind != "var":
         raise SplatdiffError(f"{config_path} is a {run.method_name!r} run, not a splatdiff-var run: {HOW}.")
@@ -83,8 +97,9 @@ def load_frozen_var(path: Path) -> Tuple[VARNet, Any]:
     try:
         net.load_state_dict(weights)
     except RuntimeError as e:
+        detail = " ".join(str(e).split())[:200]  # torch's message has a line per tensor: one line here
         raise SplatdiffError(
-            f"The weights in {ckpt} do not match the VAR described by {config_path} ({str(e)[:200]}...)."
+            f"The weights in {ckpt} do not match the VAR described by {config_path} ({detail}...)."
         ) from e
     net.eval().requires_grad_(False)
     return net, model_cfg

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Optional, Tuple, Type, Union
 
 import torch
-from diffusers.models.autoencoders.vae import Decoder, Encoder
 from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
-from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.errors import SplatdiffError, check_norm_groups, check_option, is_number_in
+from nerfstudio_splatdiff.models.diffusers_blocks import Decoder, Encoder
 from nerfstudio_splatdiff.models.privileged import PrivilegedBranch
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
@@ -63,6 +63,31 @@ class VARNetConfig(InstantiateConfig):
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
+
+    def __post_init__(self) -> None:
+        flag = "--pipeline.model.network"
+        check_norm_groups(flag, self.block_out_channels, self.norm_num_groups)
+        check_option(
+            is_number_in(self.layers_per_block, 1), f"{flag}.layers-per-block", self.layers_per_block, "at least 1"
+        )
+        check_option(
+            is_number_in(self.latent_channels, 1), f"{flag}.latent-channels", self.latent_channels, "at least 1"
+        )
+        for name in ("skip_dropout", "privileged_drop"):
+            value = getattr(self, name)
+            check_option(
+                is_number_in(value, 0, 1), f"{flag}.{name.replace('_', '-')}", value, "a probability in [0, 1]"
+            )
+        if self.privileged_view:  # its GroupNorms split 2x, 4x the width into 8 groups
+            check_option(
+                is_number_in(self.privileged_width, 4) and self.privileged_width % 4 == 0,
+                f"{flag}.privileged-width",
+                self.privileged_width,
+                "a positive multiple of 4",
+            )
+            check_option(
+                is_number_in(self.privileged_grid, 1), f"{flag}.privileged-grid", self.privileged_grid, "at least 1"
+            )
 
 
 class FiLM:

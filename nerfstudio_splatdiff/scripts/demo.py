@@ -1,29 +1,42 @@
 """splatdiff-demo (`make demo`): the whole system on a fresh machine, no download.
 
 1. Generates proving-ground scenes with a seed the shipped model never trained on (data/demo), once per forced
-   hidden-side mode, so every correct completion of each input is known.
+   hidden-side mode, so every correct completion of each input is known, and once with each scene's own hidden
+   side: the dataset the shipped config.yml records, which the viewer opens.
 2. Takes the input view (first frame) of each scene as an ordinary photo.
-3. Runs splatdiff-sample with the shipped checkpoint (checkpoints/demo, trained by `make train-demo`):
+3. Samples with the shipped checkpoint (checkpoints/demo, trained by `make train-demo`), as splatdiff-sample does:
    N complete splats per photo as .ply, turntables, a contact sheet and summary.json in outputs/demo/.
 4. Writes outputs/demo/completions.png: per input, the input, the input view re-rendered, the hidden side of the
    samples and the K true completions, seen from the same camera.
-5. Says where to look and how to open the viewer.
+5. Says where to look and prints the viewer command that opens these scenes, as it can be run from here.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, List
 
 from rich.console import Console
 
-from nerfstudio_splatdiff.completions import completion_row, held_out_inputs
+from nerfstudio_splatdiff.completions import DEMO_DATA, completion_row, held_out_inputs, write_true_modes
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.generation import load_run, photo_background, photo_warnings, training_images
 from nerfstudio_splatdiff.safety import check_output_dir, safe_name
+from nerfstudio_splatdiff.sample_writer import (
+    Knobs,
+    OutputOptions,
+    PhotoSampler,
+    check_sample_outputs,
+    make_summary,
+    unique_names,
+    write_summary,
+)
 from nerfstudio_splatdiff.scripts.cli import run_command
-from nerfstudio_splatdiff.scripts.sample import Sample
 from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
 CONSOLE = Console()
@@ -44,13 +57,36 @@ def _is_demo_inputs(folder: Path) -> bool:
     )
 
 
+def command_path(name: str) -> str:
+    """How to call one of this package's commands from the current folder: its bare name when the shell finds this
+    installation's copy on PATH, else its path (relative when it lies below the current folder, e.g. .venv/bin/...)."""
+    exe = Path(sys.executable).parent / name
+    if shutil.which(name) == str(exe):
+        return name
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def viewer_command(load_config: Path, data: Path, run: Any) -> str:
+    """The splatdiff-viewer command that opens `data` (the demo's scenes) with the run; --data only when the run's
+    config.yml records another dataset."""
+    recorded = Path(run.pipeline.datamanager.dataparser.data)
+    cmd = [command_path("splatdiff-viewer"), "--load-config", str(load_config)]
+    if recorded.resolve() != Path(data).resolve():
+        cmd += ["--data", str(data)]
+    return shlex.join(cmd)
+
+
 @dataclass
 class Demo:
     """Sample complete Gaussian splats for held-out procedural photos with the shipped checkpoint."""
 
     load_config: Path = SHIPPED
     """The run to sample with (default: the checkpoint that ships in the repository)."""
-    data: Path = Path("data/demo")
+    data: Path = DEMO_DATA
+    """Where the demo's scenes are written (the shipped config.yml records data/demo, so the viewer opens them)."""
     output_dir: Path = Path("outputs/demo")
     scenes: int = 4
     """Proving-ground scenes to generate (each once per hidden-side mode); all are new to the shipped model."""
@@ -69,27 +105,25 @@ class Demo:
                 "train one with `make train-demo`."
             )
         check_output_dir(self.output_dir)
+        run, kind = load_run(self.load_config, "splatdiff-demo")
         from nerfstudio_splatdiff.runs import load_inference_model
 
-        model, _ = load_inference_model(self.load_config)
-        CONSOLE.rule("1. proving-ground scenes, once per hidden-side mode")
+        t_load = time.perf_counter()
+        model, run = load_inference_model(self.load_config, "cpu")
+        load_s = time.perf_counter() - t_load
+        CONSOLE.rule("1. proving-ground scenes, once per hidden-side mode and once as drawn")
         held_out = held_out_inputs(
             self.data, self.scenes, self.seed, model.config.image_size, cache=self.data / "cache"
         )[: self.max_inputs]
+        write_true_modes(self.data, self.scenes, self.seed)
         inputs = [input_photo(self.data, h.true_mode, h.name) for h in held_out]
         photos = self.output_dir / "inputs"
         if photos.exists() and not _is_demo_inputs(photos):
             raise SplatdiffError(
                 f"{photos} holds files the demo did not write: move them, or pick another --output-dir."
             )
-        shutil.rmtree(photos, ignore_errors=True)
-        photos.mkdir(parents=True)
-        for p in inputs:
-            shutil.copy(p, photos / f"{safe_name(p.parent.parent.name, 'scene')}{p.suffix}")
         CONSOLE.rule(f"2. sampling {self.num_samples} complete splats for {len(inputs)} held-out photos")
-        Sample(
-            load_config=self.load_config, image=photos, output_dir=self.output_dir, num_samples=self.num_samples
-        ).main()
+        entries = self.sample(model, run, kind, inputs, photos, load_s)
         CONSOLE.rule("3. the samples' hidden sides next to every true completion")
         rows = [completion_row(model, h, self.num_samples, seed=i)[0] for i, h in enumerate(held_out)]
         sheet = save_png(self.output_dir / "completions.png", contact_sheet(rows))
@@ -101,7 +135,7 @@ class Demo:
         )
         CONSOLE.print(
             "Contact sheets (rows = samples; input | input view | side | back | side): "
-            f"{self.output_dir}/*/contact_sheet.png",
+            f"{self.output_dir}/*/contact_sheet.png   ({len(entries)} photos)",
             soft_wrap=True,
         )
         CONSOLE.print(
@@ -110,11 +144,37 @@ class Demo:
             soft_wrap=True,
         )
         CONSOLE.print("Browse, resample and change guidance in the nerfstudio viewer:", soft_wrap=True)
-        CONSOLE.print(f"  splatdiff-viewer --load-config {self.load_config}   (listens on 127.0.0.1)", soft_wrap=True)
-        CONSOLE.print(
-            f"  or: ns-viewer --load-config {self.load_config} --viewer.websocket-host 127.0.0.1", soft_wrap=True
-        )
+        viewer = viewer_command(self.load_config, self.data, run)
+        CONSOLE.print(f"  {viewer}   (listens on 127.0.0.1)", soft_wrap=True, markup=False, highlight=False)
+        if "--data" not in viewer:  # ns-viewer opens the dataset config.yml records
+            CONSOLE.print(
+                f"  or: {command_path('ns-viewer')} --load-config {self.load_config} --viewer.websocket-host 127.0.0.1",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
         CONSOLE.print(f"[bold]Demo done in {time.perf_counter() - t0:.0f} s.[/]", soft_wrap=True)
+
+    def sample(self, model: Any, run: Any, kind: str, inputs: List[Path], photos: Path, load_s: float) -> List[dict]:
+        """splatdiff-sample's work for the input photos (copied to <output-dir>/inputs) with the loaded model."""
+        from nerfstudio_splatdiff.data.photo import load_photo
+
+        images = [photos / f"{safe_name(p.parent.parent.name, 'scene')}{p.suffix}" for p in inputs]
+        names = unique_names(images)
+        check_sample_outputs(self.output_dir, names, overwrite=False)
+        shutil.rmtree(photos, ignore_errors=True)
+        photos.mkdir(parents=True)
+        for p, image in zip(inputs, images):
+            shutil.copy(p, image)
+        size, bg = int(model.config.image_size), photo_background(run)
+        loaded = [load_photo(p, size, background=bg) for p in images]
+        for photo, warning in photo_warnings(loaded, training_images(run)):
+            CONSOLE.print(f"[yellow]{photo.path.name}: far from the training data:[/] {warning}", soft_wrap=True)
+        sampler = PhotoSampler(model, run, self.output_dir, Knobs(self.num_samples), OutputOptions(), False)
+        entries = sampler.sample_all(loaded, names)
+        summary = make_summary("splatdiff-demo", asdict(self), self.load_config, run, kind, "cpu", load_s, entries)
+        write_summary(self.output_dir, summary, overwrite=False)
+        return entries
 
 
 def entrypoint() -> None:

@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.progress import track
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.generation import check_eta_for_run, check_generation_flags, load_run
 from nerfstudio_splatdiff.runs import setup_pipeline
 from nerfstudio_splatdiff.safety import OWNER_FILE, check_output_dir, new_partial_dir, remove_stale_partials, safe_name
 from nerfstudio_splatdiff.scripts.cli import run_command
-from nerfstudio_splatdiff.scripts.sample import check_generation_flags, run_kind
 from nerfstudio_splatdiff.splats.ply import save_ply
 
 CONSOLE = Console()
@@ -67,13 +67,17 @@ class Export:
     num_samples: int = 1
     """Samples per scene (diffusion runs; a var or regression run writes its one reconstruction)."""
     guidance_weight: Optional[float] = None
+    """Classifier-free guidance weight in [0, 10] (0 = none); default: the run's."""
     skip_weight: Optional[float] = None
+    """Skip-connection weight in [0, 1] (1 = faithful to the input); default: the run's."""
+    eta: Optional[float] = None
+    """DDIM eta in [0, 1] (0 = deterministic DDIM, 1 = fresh noise at every step); default: the run's."""
     seed: int = 0
     overwrite: bool = False
     """Replace existing scene folders in --output-dir that hold other files than this command writes."""
 
     def check(self) -> None:
-        check_generation_flags(self.num_samples, self.guidance_weight, self.skip_weight, self.seed)
+        check_generation_flags(self.num_samples, self.guidance_weight, self.skip_weight, self.seed, self.eta)
         if not self.scenes:
             raise SplatdiffError("--scenes is empty: pass one or more evaluation scene indices.")
         check_output_dir(self.output_dir)
@@ -83,7 +87,8 @@ class Export:
     @torch.no_grad()
     def main(self) -> None:
         self.check()
-        kind = run_kind(self.load_config, "splatdiff-export", " (For splatfacto use ns-export gaussian-splat.)")
+        run, kind = load_run(self.load_config, "splatdiff-export", " (For splatfacto use ns-export gaussian-splat.)")
+        check_eta_for_run(run, kind, self.eta)
         _, pipeline, _, _ = setup_pipeline(self.load_config, test_mode="test")
         dm = pipeline.datamanager
         n_eval = len(dm.eval_scenes)
@@ -108,7 +113,7 @@ class Export:
             CONSOLE.print(f"[yellow]A splatdiff-{kind} run is deterministic: writing its single reconstruction.[/]")
         for i, name in track(list(zip(scenes, names)), description="exporting scenes", console=CONSOLE):
             _, batch = dm.fixed_indices_eval_dataloader.get(i)
-            g = pipeline.model.generate(batch, n, self.guidance_weight, self.skip_weight, self.seed)
+            g = pipeline.model.generate(batch, n, self.guidance_weight, self.skip_weight, self.seed, self.eta)
             final = self.output_dir / name
             tmp = new_partial_dir(self.output_dir, name)
             try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from nerfstudio_splatdiff.data.procedural.generate import SceneKind, generate_dataset
+from nerfstudio_splatdiff.data.procedural.generate import ModeKind, SceneKind, generate_dataset
 from nerfstudio_splatdiff.scripts.cli import run_command
 
 
@@ -41,6 +41,10 @@ class MakeProcedural:
     force_mode: Optional[int] = None
     """Give every scene this hidden-side mode (0..num_modes-1): the same scenes, fronts and cameras as without it,
     so evaluation can render every correct completion of a held-out input."""
+    modes: ModeKind = "colour"
+    """What the hidden-side modes change (with --kind object): `colour` (the colour proving ground: a colour and a
+    small knob) or `shape` (the geometry proving ground: the body's own texture, and nothing, a long horn or a block
+    behind it)."""
 
     def main(self) -> Path:
         return generate_dataset(
@@ -56,6 +60,7 @@ class MakeProcedural:
             self.preview,
             self.kind,
             self.force_mode,
+            self.modes,
         )
 
 

@@ -9,7 +9,14 @@ from typing import Optional
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
-from nerfstudio_splatdiff.runs import is_slim_run_folder, load_run_config, resolve_run, slim_run_folder, write_slim_run
+from nerfstudio_splatdiff.runs import (
+    find_var_run,
+    is_slim_run_folder,
+    load_run_config,
+    resolve_run,
+    slim_run_folder,
+    write_slim_run,
+)
 from nerfstudio_splatdiff.safety import check_output_dir
 from nerfstudio_splatdiff.scripts.cli import run_command
 
@@ -28,6 +35,9 @@ class SlimRun:
     """Dataset path to record in the copied configs (the viewer and ns-eval read it); default: unchanged."""
     overwrite: bool = False
     """Replace an existing output run folder that holds other files than a slim run's."""
+    var_config: Optional[Path] = None
+    """A diffusion run's VAR run (its config.yml); default: the one the diffusion run's config.yml records (a
+    relative path there is looked up from the working folder, then from the run's parent folders)."""
 
     def main(self) -> None:
         check_output_dir(self.output_dir)
@@ -37,6 +47,12 @@ class SlimRun:
         var_config = None
         targets = [slim_run_folder(self.load_config, self.output_dir, self.experiment_name)]
         if model_cfg.needs_frozen_var:
+            if self.var_config is not None and not Path(self.var_config).exists():
+                raise SplatdiffError(
+                    f"--var-config {self.var_config} does not exist: pass a splatdiff-var run's config.yml."
+                )
+            recorded = self.var_config or model_cfg.var_checkpoint
+            model_cfg.var_checkpoint = find_var_run(recorded, config_path, "--var-config")
             targets.append(slim_run_folder(model_cfg.var_checkpoint, self.output_dir, self.experiment_name))
         for target in targets:  # every check before anything is written
             if target.exists() and not self.overwrite and not is_slim_run_folder(target):

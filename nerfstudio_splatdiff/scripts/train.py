@@ -10,18 +10,24 @@ own shard of the training scenes. With one process, or several on GPUs, it train
 
     splatdiff-train splatdiff-var-small --machine.num-devices 2 --machine.device-type cpu co3d-data --data DIR
 
-Several machines: run the same command on each with `--machine.num-machines M --machine.machine-rank <0..M-1>
---machine.dist-url tcp://<host of machine 0>:<free port>`.
+On one machine the processes meet at a rendezvous store that rank 0 serves on 127.0.0.1 only (of
+`--machine.dist-url` only the port is used), and gloo's connections use the loopback interface: nothing listens on
+the machine's network interfaces. Several machines: run the same command on each with `--machine.num-machines M
+--machine.machine-rank <0..M-1> --machine.dist-url tcp://<host of machine 0>:<free port>`; then rank 0's store
+listens on every interface of machine 0, unauthenticated, for the whole run (torch's rendezvous), so use a trusted
+network or firewall the port.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import traceback
 from datetime import timedelta
 from importlib.metadata import distribution
-from typing import Dict
+from typing import Dict, Optional
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -35,8 +41,10 @@ from rich.console import Console
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.runs import load_run_config
+from nerfstudio_splatdiff.trainer import check_trainer_options
 
 CONSOLE = Console()
+LOOPBACK = "127.0.0.1"
 TIMEOUT = timedelta(minutes=30)
 """How long a rank waits for the others (process-group start-up, each collective), as in nerfstudio."""
 
@@ -65,10 +73,67 @@ def train_loop(local_rank: int, world_size: int, config: TrainerConfig, global_r
 
 
 def free_local_url() -> str:
-    """A tcp:// address on this machine with a port that is free now (nerfstudio's `--machine.dist-url auto`)."""
+    """A tcp:// address on this machine with a loopback port that is free now (nerfstudio's `--machine.dist-url
+    auto`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+        sock.bind((LOOPBACK, 0))
+        return f"tcp://{LOOPBACK}:{sock.getsockname()[1]}"
+
+
+def dist_url_port(dist_url: str) -> int:
+    """The port of a `tcp://HOST:PORT` rendezvous address, or one clear error."""
+    try:
+        parsed = urlsplit(dist_url)
+        port = parsed.port if parsed.scheme == "tcp" else None
+    except ValueError:
+        port = None
+    if not port:
+        raise SplatdiffError(
+            f"--machine.dist-url {dist_url!r} is not a tcp://HOST:PORT address: pass auto (one machine) or "
+            "tcp://<host of machine rank 0>:<free port>."
+        )
+    return port
+
+
+def loopback_store(port: int, world_size: int, global_rank: int) -> dist.TCPStore:
+    """The rendezvous store of a one-machine run: rank 0 serves it on 127.0.0.1:`port` only (a socket it binds
+    itself and hands to torch, whose own server would listen on every interface), the other ranks connect there."""
+    if global_rank != 0:
+        return dist.TCPStore(LOOPBACK, port, world_size, False, TIMEOUT)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOOPBACK, port))
+        listener.listen(max(128, world_size))
+    except OSError as e:
+        listener.close()
+        raise SplatdiffError(
+            f"Cannot listen on {LOOPBACK}:{port} for the processes to meet ({e.strerror}): pass --machine.dist-url "
+            "auto, or tcp://127.0.0.1:<a free port>."
+        ) from None
+    return dist.TCPStore(LOOPBACK, port, world_size, True, TIMEOUT, master_listen_fd=listener.detach())
+
+
+def loopback_interface() -> Optional[str]:
+    """The name of the loopback network interface (`lo` on Linux, `lo0` on macOS), or None when not found."""
+    names = {name for _, name in socket.if_nameindex()} if hasattr(socket, "if_nameindex") else set()
+    return next((name for name in ("lo", "lo0") if name in names), None)
+
+
+def join_process_group(backend: str, dist_url: str, world_size: int, global_rank: int, num_machines: int) -> None:
+    """Join the process group. On one machine nothing listens beyond 127.0.0.1: the store is `loopback_store`, and
+    gloo connects its processes over the loopback interface (`GLOO_SOCKET_IFNAME`, unless set). Several machines
+    meet at `dist_url` as torch does it (its store listens on every interface of machine 0)."""
+    if num_machines > 1:
+        dist.init_process_group(
+            backend=backend, init_method=dist_url, world_size=world_size, rank=global_rank, timeout=TIMEOUT
+        )
+        return
+    interface = loopback_interface()
+    if backend == "gloo" and interface is not None:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
+    store = loopback_store(dist_url_port(dist_url), world_size, global_rank)
+    dist.init_process_group(backend=backend, store=store, world_size=world_size, rank=global_rank, timeout=TIMEOUT)
 
 
 def check_machine(config: TrainerConfig) -> int:
@@ -107,13 +172,12 @@ def distributed_worker(
     if device_type == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads() // num_devices))
     global_rank = machine_rank * num_devices + local_rank
-    dist.init_process_group(
-        backend="nccl" if device_type == "cuda" else "gloo",
-        init_method=dist_url,
-        world_size=world_size,
-        rank=global_rank,
-        timeout=TIMEOUT,
-    )
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    try:
+        join_process_group(backend, dist_url, world_size, global_rank, world_size // num_devices)
+    except SplatdiffError as e:
+        CONSOLE.print(f"[bold red]Error (rank {global_rank}):[/] {e}", soft_wrap=True)
+        raise SystemExit(1) from None
     for machine in range(world_size // num_devices):  # every rank creates every group, as torch requires
         group = dist.new_group(list(range(machine * num_devices, (machine + 1) * num_devices)))
         if machine == machine_rank:
@@ -137,6 +201,7 @@ def main(config: TrainerConfig) -> None:
     if config.load_config:
         config = load_run_config(config.load_config)
     world_size = check_machine(config)
+    check_trainer_options(config)
     config.set_timestamp()
     config.print_to_terminal()
     config.save_config()
@@ -146,6 +211,7 @@ def main(config: TrainerConfig) -> None:
             train_loop(0, 1, config)
         else:
             dist_url = machine.dist_url if machine.dist_url != "auto" else free_local_url()
+            dist_url_port(dist_url)  # a malformed address fails here, in one line, not in every process
             args = (world_size, machine.num_devices, machine.machine_rank, dist_url, config)
             mp.spawn(distributed_worker, args=args, nprocs=machine.num_devices, join=True)
     except KeyboardInterrupt:

@@ -5,18 +5,22 @@
 - config.yml is read with the safe loader (`safe_yaml.py`): a config that names anything outside the config
   classes (e.g. `!!python/object/apply:os.system`) is refused; `ns-viewer` would run it.
 - The checkpoint is loaded as weights only; the newest one that loads is used (a truncated one is skipped, and named).
+- It shows the evaluation scenes of the dataset config.yml records (found from any working folder when recorded
+  relative to the repository, as the shipped runs record data/demo) or of --data. When that dataset is missing it
+  says in one line which command makes it (`make demo` for the shipped runs' data/demo) before anything loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Optional
 
 import tyro
 from nerfstudio.configs.base_config import ViewerConfig
 from rich.console import Console
 
+from nerfstudio_splatdiff.completions import DEMO_DATA
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.runs import setup_pipeline
 
@@ -43,6 +47,8 @@ class SplatdiffViewer:
 
     load_config: Path
     """config.yml of a splatdiff run."""
+    data: Optional[Path] = None
+    """The dataset whose evaluation scenes to show; default: the one config.yml records."""
     viewer: LocalViewerConfig = field(default_factory=LocalViewerConfig)
     """Viewer configuration (as ns-viewer's, but the host defaults to 127.0.0.1)."""
     vis: Literal["viewer", "viewer_legacy"] = "viewer"
@@ -52,7 +58,7 @@ class SplatdiffViewer:
         """No-op: nerfstudio's viewer calls it on the object it is given (as ns-viewer's RunViewer)."""
 
     def main(self) -> None:
-        config, pipeline, _, step = setup_pipeline(self.load_config, test_mode="test")
+        config, pipeline, _, step = setup_pipeline(self.load_config, "test", data=self.data, check=check_dataset)
         num_rays_per_chunk = config.viewer.num_rays_per_chunk
         config.vis = self.vis
         config.viewer = self.viewer.as_viewer_config()
@@ -62,6 +68,22 @@ class SplatdiffViewer:
             "(pass --viewer.websocket-host 0.0.0.0 to reach it from other machines)"
         )
         _start_viewer(config, pipeline, step)
+
+
+def check_dataset(run: Any) -> None:
+    """One clear line, before the datasets load, when the run's dataset is missing: for the demo's data/demo, the
+    command that makes it; else the flag that points elsewhere."""
+    data = Path(run.pipeline.datamanager.dataparser.data)
+    is_demo = data.parts[-len(DEMO_DATA.parts) :] == DEMO_DATA.parts  # data/demo here or below another folder
+    if is_demo and not (data / "procedural" / "frame_annotations.jgz").is_file():
+        raise SplatdiffError(
+            f"{data} does not hold the demo's scenes yet: run `make demo` (or splatdiff-demo) first, which writes "
+            "them, then this command again."
+        )
+    if not data.exists():
+        raise SplatdiffError(
+            f"The run's dataset {data} does not exist: pass --data <the folder it trained on, or one like it>."
+        )
 
 
 def _start_viewer(config, pipeline, step: int) -> None:

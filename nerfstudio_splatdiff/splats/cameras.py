@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from nerfstudio_splatdiff.errors import SplatdiffError
@@ -119,15 +121,39 @@ def nearest_point_to_axes(c2w: Float[Tensor, "V 4 4"]) -> Float[Tensor, "3"]:
     return torch.linalg.solve(A, b)[:, 0].to(c2w.dtype)
 
 
+CAMERA_FAULTS = (
+    "the camera has NaN or inf values; fix or drop this frame.",
+    "the camera rotation is not orthonormal; fix or drop this frame.",
+    "the focal length is not positive; fix or drop this frame.",
+)
+"""What `camera_faults` checks, in its order (the first that holds is the one reported)."""
+
+
+def camera_faults(w2c: Tensor, K: Tensor) -> Bool[Tensor, "3"]:
+    """Whether the cameras have NaN/inf values, a rotation that is not orthonormal, a non-positive focal length
+    (CAMERA_FAULTS' order), as one tensor on their device: a caller reads them all with one host sync (on a GPU
+    every read of a device value waits for all queued work; the renderer checks its cameras on every call)."""
+    R = w2c[..., :3, :3].double()
+    skew = (R @ R.transpose(-1, -2) - torch.eye(3, dtype=R.dtype, device=R.device)).abs().amax()
+    return torch.stack(
+        [
+            ~(torch.isfinite(w2c).all() & torch.isfinite(K).all()),
+            skew > 1e-3,
+            (K[..., 0, 0] <= 0).any() | (K[..., 1, 1] <= 0).any(),
+        ]
+    )
+
+
+def raise_camera_fault(faults: Sequence[bool], where: str) -> None:
+    """The error for the first fault that holds (`camera_faults` read on the host), if any."""
+    for fault, message in zip(faults, CAMERA_FAULTS):
+        if fault:
+            raise SplatdiffError(f"{where}: {message}")
+
+
 def check_finite_camera(w2c: Tensor, K: Tensor, where: str) -> None:
     """One clear error for a camera with NaN/inf, a non-rotation, or a non-positive focal length."""
-    if not (torch.isfinite(w2c).all() and torch.isfinite(K).all()):
-        raise SplatdiffError(f"{where}: the camera has NaN or inf values; fix or drop this frame.")
-    R = w2c[..., :3, :3].double()
-    if (R @ R.transpose(-1, -2) - torch.eye(3, dtype=R.dtype, device=R.device)).abs().amax() > 1e-3:
-        raise SplatdiffError(f"{where}: the camera rotation is not orthonormal; fix or drop this frame.")
-    if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
-        raise SplatdiffError(f"{where}: the focal length is not positive; fix or drop this frame.")
+    raise_camera_fault(camera_faults(w2c, K).tolist(), where)
 
 
 def nerfstudio_cameras(c2w: Float[Tensor, "*b 4 4"], K: Float[Tensor, "*b 3 3"], width: int, height: int):

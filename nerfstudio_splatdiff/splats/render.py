@@ -15,7 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from nerfstudio_splatdiff.errors import SplatdiffError
-from nerfstudio_splatdiff.splats.cameras import check_finite_camera
+from nerfstudio_splatdiff.splats.cameras import camera_faults, raise_camera_fault
 from nerfstudio_splatdiff.splats.gaussians import Gaussians
 from nerfstudio_splatdiff.splats.rasterize_gsplat import rasterize_gsplat
 from nerfstudio_splatdiff.splats.rasterize_numba import numba_available, numba_import_error, rasterize_numba
@@ -80,9 +80,11 @@ def _check_cameras(viewmats: Tensor, Ks: Tensor, B: int, width: int, height: int
     V = viewmats.shape[1]
     if tuple(Ks.shape) != (B, V, 3, 3):
         raise SplatdiffError(f"Ks must be pixel intrinsics of shape [{B}, {V}, 3, 3], got {list(Ks.shape)}.")
-    check_finite_camera(viewmats, Ks, "render_gaussians")
     cx, cy = Ks[..., 0, 2], Ks[..., 1, 2]
-    if (cx < 0).any() or (cx > width).any() or (cy < 0).any() or (cy > height).any():
+    off_image = ((cx < 0) | (cx > width) | (cy < 0) | (cy > height)).any()
+    *faults, principal_off_image = torch.cat([camera_faults(viewmats, Ks), off_image[None]]).tolist()  # one sync
+    raise_camera_fault(faults, "render_gaussians")
+    if principal_off_image:
         raise SplatdiffError(
             f"The principal point of Ks lies outside the {width}x{height} image: the intrinsics belong to another "
             "image size; rescale K to the render size (fx, cx by new_w/old_w; fy, cy by new_h/old_h)."

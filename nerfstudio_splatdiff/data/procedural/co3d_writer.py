@@ -35,6 +35,7 @@ class SceneTask:
     num_modes: int
     kind: str = "full"
     force_mode: Optional[int] = None
+    mode_kind: str = "colour"
 
 
 def sequence_name(index: int) -> str:
@@ -55,7 +56,9 @@ def _frame_paths(category: str, seq: str, frame_number: int) -> dict[str, str]:
 
 def write_scene(task: SceneTask) -> tuple[int, list[dict], dict]:
     """Render every view of one scene and write its images, masks and depths; return its annotations."""
-    sc = sample_scene(task.seed, task.index, task.views, task.resolution, task.num_modes, task.force_mode, task.kind)
+    sc = sample_scene(
+        task.seed, task.index, task.views, task.resolution, task.num_modes, task.force_mode, task.kind, task.mode_kind
+    )
     root, seq, H = Path(task.root), sequence_name(task.index), task.resolution
     for sub in ("images", "masks", "depths", "depth_masks"):
         (root / task.category / seq / sub).mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,7 @@ def write_scene(task: SceneTask) -> tuple[int, list[dict], dict]:
             "seed": task.seed,
             "scene_kind": task.kind,
             "forced_mode": task.force_mode,
+            "mode_kind": task.mode_kind,
         },
     }
     return task.index, frames, seq_anno

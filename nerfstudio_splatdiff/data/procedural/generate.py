@@ -52,9 +52,11 @@ from nerfstudio_splatdiff.data.procedural.co3d_writer import (
 )
 from nerfstudio_splatdiff.data.procedural.scenes import (
     BACKGROUND,
+    MODE_KINDS,
     OBJECT_COVERAGE,
     OBJECT_KNOB_SIZE,
     SCENE_KINDS,
+    ModeKind,
     ProceduralScene,
     SceneKind,
     camera_center,
@@ -69,19 +71,23 @@ CONSOLE = Console()
 PathLike = Union[str, Path]
 
 __all__ = [
-    "ANNOTATION_FILES", "BACKGROUND", "FPS", "GENERATOR", "OBJECT_COVERAGE", "OBJECT_KNOB_SIZE", "SCENE_KINDS", "SUBSETS",
-    "ProceduralScene", "SceneKind", "SceneTask", "camera_center", "drawn_mode", "generate_dataset", "mode_palette",
-    "sample_scene", "sequence_name", "split_of", "write_preview", "write_scene",
+    "ANNOTATION_FILES", "BACKGROUND", "FPS", "GENERATOR", "MODE_KINDS", "OBJECT_COVERAGE", "OBJECT_KNOB_SIZE",
+    "SCENE_KINDS", "SUBSETS", "ModeKind", "ProceduralScene", "SceneKind", "SceneTask", "camera_center", "drawn_mode",
+    "generate_dataset", "mode_palette", "sample_scene", "sequence_name", "split_of", "write_preview", "write_scene",
 ]
 
 
 def _validate(
     scenes: int, views: int, resolution: int, num_modes: int, workers: int, category: str,
-    kind: str = "full", force_mode: Optional[int] = None,
+    kind: str = "full", force_mode: Optional[int] = None, mode_kind: str = "colour",
 ) -> None:
     """One clear error per bad argument, before anything is written."""
     if kind not in SCENE_KINDS:
         raise SplatdiffError(f"--kind must be one of {', '.join(SCENE_KINDS)} (got {kind!r}).")
+    if mode_kind not in MODE_KINDS:
+        raise SplatdiffError(f"--modes must be one of {', '.join(MODE_KINDS)} (got {mode_kind!r}).")
+    if mode_kind == "shape" and kind != "object":
+        raise SplatdiffError("--modes shape makes the geometry proving ground: pass --kind object with it.")
     if force_mode is not None and not 0 <= force_mode < max(num_modes, 1):
         raise SplatdiffError(
             f"--force-mode must be between 0 and {num_modes - 1} for --num-modes {num_modes} (got {force_mode})."
@@ -177,6 +183,7 @@ def generate_dataset(
     preview: bool = False,
     kind: SceneKind = "full",
     force_mode: Optional[int] = None,
+    mode_kind: ModeKind = "colour",
 ) -> Path:
     """Generate `scenes` procedural sequences of `views` R x R views in CO3D v2 layout; return <output>/<category>.
 
@@ -184,10 +191,10 @@ def generate_dataset(
     frame_annotations.jgz means a complete dataset.
     """
     t0 = time.perf_counter()
-    _validate(scenes, views, resolution, num_modes, workers, category, kind, force_mode)
+    _validate(scenes, views, resolution, num_modes, workers, category, kind, force_mode, mode_kind)
     root = Path(output)
     cat_dir = _prepare_output(root, category, overwrite)
-    tasks = [SceneTask(str(root), category, seed, i, views, resolution, num_modes, kind, force_mode)
+    tasks = [SceneTask(str(root), category, seed, i, views, resolution, num_modes, kind, force_mode, mode_kind)
              for i in range(scenes)]
     results = _run_tasks(tasks, workers)
     frames = [fr for i in range(scenes) for fr in results[i][0]]

@@ -25,6 +25,7 @@ from nerfstudio_splatdiff.data.procedural.shapes import (
     _texture,
     _unit,
     mode_palette,
+    shape_mode_part,
 )
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.splats.orbit import look_at_w2c
@@ -107,8 +108,17 @@ def _sample_environment(rng: np.random.Generator) -> dict:
 
 SceneKind = Literal["full", "object"]
 SCENE_KINDS: tuple[str, ...] = ("full", "object")
+ModeKind = Literal["colour", "shape"]
+MODE_KINDS: tuple[str, ...] = ("colour", "shape")
+"""What the hidden-side modes change: `colour` (the colour proving ground: a mode's colour on the hidden side plus a
+small knob) or `shape` (the geometry proving ground: the hidden side keeps the body's own texture and the modes
+differ in shape only, shapes.SHAPE_MODES). `shape` needs `object` scenes."""
 OBJECT_COVERAGE = (0.25, 0.40)
 """`object` scenes: the fraction of the input view the object covers is drawn uniformly from this range."""
+SHAPE_COVERAGE = (0.10, 0.17)
+"""`object` scenes with shape modes: the body alone covers this much of the input view, smaller than
+OBJECT_COVERAGE, so that a horn or block reaching back stays inside the frame of every orbit view and inside the
+Splatter Image's depth range (centre +- 1 after normalising the camera distance to 2)."""
 OBJECT_KNOB_SIZE = 1.8
 """`object` scenes: the hidden-side shape detail is this much larger than in `full` scenes (a clear shape mode)."""
 BACKGROUND = np.ones(3)
@@ -155,6 +165,7 @@ def drawn_mode(seed: int, index: int, num_modes: int = 3) -> int:
 def sample_scene(
     seed: int, index: int, views: int, resolution: int, num_modes: int = 3, mode: Optional[int] = None,
     kind: SceneKind = "full",
+    mode_kind: ModeKind = "colour",
 ) -> ProceduralScene:
     """Scene `index` of the dataset with this seed; `mode` forces the hidden back mode (else it is drawn).
 
@@ -163,13 +174,16 @@ def sample_scene(
     """
     if kind not in SCENE_KINDS:
         raise SplatdiffError(f"Unknown scene kind {kind!r}; use one of {', '.join(SCENE_KINDS)}.")
+    if mode_kind not in MODE_KINDS or (mode_kind == "shape" and kind != "object"):
+        raise SplatdiffError(f"Mode kind {mode_kind!r} needs --kind object and one of {', '.join(MODE_KINDS)}.")
     rng_obj, rng_back, rng_cam, rng_env = (np.random.default_rng([seed, index, k]) for k in range(4))
     prims = _sample_object(rng_obj)
     _scale_about_origin(prims, rng_obj.uniform(0.5, 0.8) / _bounding_radius(prims, _bounds_center(prims)))
     center = _bounds_center(prims)
     w2c, K = _sample_cameras(rng_cam, center, views, resolution)
     if kind == "object":  # frame the object: 25-40% of the input view (drawn from the object's own stream)
-        _fit_coverage(prims, center, w2c[0], K, resolution, float(rng_obj.uniform(*OBJECT_COVERAGE)))
+        coverage = SHAPE_COVERAGE if mode_kind == "shape" else OBJECT_COVERAGE
+        _fit_coverage(prims, center, w2c[0], K, resolution, float(rng_obj.uniform(*coverage)))
     eye0 = camera_center(w2c[0])
     d0 = _unit(np.array([eye0[0] - center[0], eye0[1] - center[1], 0.0]))
     back_dir = -d0
@@ -177,10 +191,15 @@ def sample_scene(
     back_mode = drawn if mode is None else int(mode)
     if not 0 <= back_mode < num_modes:
         raise SplatdiffError(f"mode {back_mode} is out of range for num_modes={num_modes}.")
-    back_tex = _mode_texture(rng_back, mode_palette(num_modes)[back_mode])
-    knob_size, on_ground = (OBJECT_KNOB_SIZE, False) if kind == "object" else (1.0, True)
-    prims.append(_mode_knob(rng_back, back_mode, prims, back_dir, eye0, back_tex, knob_size, on_ground))
     env = _object_environment(rng_env) if kind == "object" else _sample_environment(rng_env)
-    scene = RayScene(primitives=prims, back_side=BackSide(center, back_dir, back_tex, hidden_from=eye0), **env)
+    if mode_kind == "shape":  # the body's own texture everywhere; only the hidden part's shape changes
+        part = shape_mode_part(back_mode, prims, eye0, prims[0].texture)
+        prims += [part] if part is not None else []
+        scene = RayScene(primitives=prims, **env)
+    else:
+        back_tex = _mode_texture(rng_back, mode_palette(num_modes)[back_mode])
+        knob_size, on_ground = (OBJECT_KNOB_SIZE, False) if kind == "object" else (1.0, True)
+        prims.append(_mode_knob(rng_back, back_mode, prims, back_dir, eye0, back_tex, knob_size, on_ground))
+        scene = RayScene(primitives=prims, back_side=BackSide(center, back_dir, back_tex, hidden_from=eye0), **env)
     return ProceduralScene(scene, w2c, K, resolution, back_mode, num_modes, back_dir, center,
                            _bounding_radius(prims, center))

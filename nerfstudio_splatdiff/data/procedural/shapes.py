@@ -224,3 +224,57 @@ def _mode_knob(
         if occluded_from(prims, eye0, surface_points(knob, 128)).all():
             break
     return knob
+
+
+SHAPE_MODES = ("none", "horn", "block")
+"""Shape-only modes (`--modes shape`), cycling every 3 modes (and growing by 30% with each cycle): nothing behind the
+body (its own round back), a long horn, or a block that carries the body's cross-section back (a flat-cut back).
+Each lies along the input camera's line of sight through the body, inside the body's shadow as seen from camera 0,
+and takes the body's own texture, so only the shape tells the modes apart: the silhouette seen from the sides and
+the depth seen from the back."""
+SHAPE_REACH = {"horn": 2.4, "block": 1.6}
+"""How far (in body extents along the line of sight, from the body's centre) the horn and the block reach back: the
+horn far and thick enough to change the side silhouettes as much as the shorter, wider block does."""
+HORN_THICKNESS = 0.6
+"""The horn's radius as a fraction of the body's smaller cross-section extent (before shrinking out of sight)."""
+HORN_LIFT = 0.45
+"""The horn's axis lies this fraction of the body's vertical extent above the line of sight (the upper half)."""
+BLOCK_WIDTH, BLOCK_HEIGHT = 0.8, 0.8
+"""The block's half width and half height as fractions of the body's side and vertical extents (before shrinking
+out of sight): the body's cross-section carried back, a flat-cut back."""
+
+
+def shape_mode_part(mode: int, prims: list, eye0: np.ndarray, tex: Texture):
+    """The hidden-side part of a shape mode (None for the bare back; see SHAPE_MODES), kept out of camera 0's sight.
+
+    The part is laid along u, the line of sight from camera 0 through the body's centre: it starts inside the body
+    and reaches SHAPE_REACH body extents behind its centre. Its cross-section starts at the body's own (the block) or a
+    third of it (the horn) and shrinks until no point of its surface is visible from camera 0, then once more (10%),
+    so that no edge between the tested surface points peeks out either: view 0 is the same for every mode.
+    """
+    kind = mode % len(SHAPE_MODES)
+    if SHAPE_MODES[kind] == "none":
+        return None
+    body = prims[0]
+    u = _unit(body.center - eye0)
+    side = _unit(np.cross(u, _Z))
+    up = np.cross(side, u)
+    rot = np.stack([u, side, up], axis=1)  # local x along the line of sight
+    grow = 1.0 + 0.3 * (mode // len(SHAPE_MODES))
+    reach = SHAPE_REACH[SHAPE_MODES[kind]]
+    extent_u = body.extent(u)
+    half_len = 0.5 * reach * extent_u * grow
+    center = body.center + u * (reach * extent_u * grow - half_len)
+    cross = np.array([body.extent(side), body.extent(up)])
+
+    def make(shrink: float):
+        if SHAPE_MODES[kind] == "horn":  # in the upper half of the body's shadow
+            radii = np.array([half_len, *(HORN_THICKNESS * cross.min() * shrink * np.ones(2))])
+            return Ellipsoid(center + HORN_LIFT * cross[1] * up, radii, rot, tex)
+        half = np.array([half_len, BLOCK_WIDTH * cross[0] * shrink, BLOCK_HEIGHT * cross[1] * shrink])
+        return Box(center.copy(), half, rot, tex)
+
+    attempt = 0
+    while attempt < 24 and not occluded_from(prims, eye0, surface_points(make(0.9**attempt), 2048)).all():
+        attempt += 1
+    return make(0.9 ** (attempt + 1))
