@@ -32,7 +32,7 @@
 #   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
 # Knobs: BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
 # shape") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD DIFFUSION_METHOD;
-# TRAIN_ARGS (extra ns-train flags for both runs); RESUME_ROOTS; WHEELS (folder of .whl; empty: already
+# TRAIN_ARGS (extra ns-train flags for both runs); VAR_ARGS (for the VAR run only); RESUME_ROOTS; WHEELS (folder of .whl; empty: already
 # installed); GSPLAT_BUILD; CHECKS SPEED (1/0); WORK.
 # Wheels (here, once; Python 3.12 x86-64, the versions of the CPU .venv):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -68,6 +68,7 @@ VAR_METHOD=${VAR_METHOD:-splatdiff-var-gpu128}
 DIFFUSION_METHOD=${DIFFUSION_METHOD:-splatdiff-diffusion-gpu128}
 DATA_ARGS=${DATA_ARGS:---kind object --modes shape}
 TRAIN_ARGS=${TRAIN_ARGS:-}
+VAR_ARGS=${VAR_ARGS:-}  # extra ns-train flags for the VAR run only (e.g. its lr milestones)
 CHECKS=${CHECKS:-1}
 SPEED=${SPEED:-1}
 WHEELS=${WHEELS-.whl}
@@ -173,7 +174,8 @@ train() {  # method seconds extra-args...: one time-boxed run in $RUNS/<method>/
 }
 
 # 1. the VAR, then the denoiser over it (this session's VAR, else the newest slim one).
-train "$VAR_METHOD" "$T_STAGE1"
+# shellcheck disable=SC2086
+train "$VAR_METHOD" "$T_STAGE1" $VAR_ARGS
 var_config=""
 if [ -n "$(last_saved "$VAR_METHOD")" ]; then
   var_config=$RUNS/$VAR_METHOD/run/config.yml

@@ -156,8 +156,12 @@ def setup_pipeline(
     model_cfg = splatdiff_model_config(config, config_path)
     if model_cfg.needs_frozen_var and model_cfg.var_checkpoint is not None:
         model_cfg.var_checkpoint = _find_relative(Path(model_cfg.var_checkpoint), config_path)
-    recorded = Path(config.pipeline.datamanager.data)
-    use_dataset(config, Path(data) if data is not None else _find_relative(recorded, config_path))
+    dm = config.pipeline.datamanager
+    recorded = dm.data if dm.data is not None else dm.dataparser.data  # nerfstudio: the datamanager's wins when set
+    if data is not None:
+        use_dataset(config, Path(data))
+    elif recorded is not None:
+        use_dataset(config, _find_relative(Path(recorded), config_path))
     if check is not None:
         check(config)
     local = config_path.parent / "nerfstudio_models"
