@@ -244,7 +244,7 @@ def _process_sequence(root, seq, anns, seq_meta, settings, category, folder, rep
     return record
 
 
-def _file_stamp(path: Path) -> list:
+def file_stamp(path: Path) -> list:
     """[size, mtime in ns] of a file, or [-1, -1] when it is absent: part of the cache key."""
     try:
         st = path.stat()
@@ -264,7 +264,7 @@ def _files_fingerprint(root: Path, anns: list[dict]) -> str:
             rel = _entry(ann, key).get(sub)
             if isinstance(rel, str) and rel:
                 path = root / rel
-                stamp = _file_stamp(path) if not Path(rel).is_absolute() and is_inside(path, root) else "outside"
+                stamp = file_stamp(path) if not Path(rel).is_absolute() and is_inside(path, root) else "outside"
                 h.update(f"{rel}\0{stamp}\n".encode("utf8", "replace"))
     return h.hexdigest()
 
@@ -302,9 +302,9 @@ def load_co3d_split(
     sequences = sorted(wanted)[: max_sequences or None]
     key = settings_key({
         "root": str(root), "category": category, "subset": subset, "split": split, "max_sequences": max_sequences,
-        "settings": vars(settings), "annotations": _file_stamp(ann_file),
-        "sequence_annotations": _file_stamp(cat_dir / "sequence_annotations.jgz"),
-        "set_list": _file_stamp(cat_dir / "set_lists" / f"set_lists_{subset}.json"),
+        "settings": vars(settings), "annotations": file_stamp(ann_file),
+        "sequence_annotations": file_stamp(cat_dir / "sequence_annotations.jgz"),
+        "set_list": file_stamp(cat_dir / "set_lists" / f"set_lists_{subset}.json"),
         "files": _files_fingerprint(root, [a for s in sequences for a in wanted[s]]),
     })
     cache = Path(cache_root or default_cache_root()) / f"co3d_{category}_{subset}_{split}_{key}"

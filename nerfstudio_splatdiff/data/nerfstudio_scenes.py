@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 from torch import Tensor
 
-from nerfstudio_splatdiff.data.co3d import default_cache_root
+from nerfstudio_splatdiff.data.co3d import default_cache_root, file_stamp
 from nerfstudio_splatdiff.data.co3d_format import read_mask_png
 from nerfstudio_splatdiff.data.photo import Photo, to_8bit
 from nerfstudio_splatdiff.data.preprocess import (
@@ -366,25 +366,17 @@ def _process_capture(
     return record
 
 
-def _file_stamp(path: Path) -> list:
-    try:
-        st = path.stat()
-    except OSError:
-        return [-1, -1]
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _fingerprint(captures: list[Path], metas: list[dict]) -> str:
     """A hash of the size and modification time of every transforms.json, image and mask the captures name."""
     h = hashlib.sha1()
     for capture, meta in zip(captures, metas):
-        h.update(f"{capture}\0{_file_stamp(capture / TRANSFORMS)}\n".encode("utf8", "replace"))
+        h.update(f"{capture}\0{file_stamp(capture / TRANSFORMS)}\n".encode("utf8", "replace"))
         for frame in sorted_frames(meta):
             for key in ("file_path", "mask_path"):
                 rel = frame.get(key)
                 if isinstance(rel, str) and rel and not Path(rel).is_absolute() and is_inside(capture / rel, capture):
                     path = capture / rel
-                    stamp = _file_stamp(path if path.exists() or path.suffix else path.with_suffix(".png"))
+                    stamp = file_stamp(path if path.exists() or path.suffix else path.with_suffix(".png"))
                     h.update(f"{rel}\0{stamp}\n".encode("utf8", "replace"))
     return h.hexdigest()
 
