@@ -24,6 +24,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/splatdiff-demo --output-dir outputs/demo
+	$(VENV)/bin/splatdiff-demo --modes shape --output-dir outputs/demo-shape
 
 # Train the shipped checkpoint from scratch on the proving ground (data, the privileged-view VAR, the two baselines,
 # the diffusion model, slim copies into checkpoints/demo). Running it again resumes every stage from its newest

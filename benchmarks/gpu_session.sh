@@ -3,7 +3,8 @@
 # the previous lent GPU trained (a lent machine gives ~15 minutes in all, at most 10 per command, start-up included:
 # run this with timeout_s ~590; BUDGET, the seconds it plans for, is 560 as set):
 #   0. set-up (~15 s): the packages the machine lacks, from wheels carried in $WHEELS (see "Wheels" below), then
-#      this project; the procedural data (`splatdiff-make-procedural $DATA_ARGS`, ~30 s on 16 cores) made in the
+#      this project; the procedural data (`splatdiff-make-procedural $DATA_ARGS`: 300 scenes in each of their 3
+#      shapes, the paired data the geometry VAR needs, ~60 s on 16 cores) made in the
 #      background meanwhile; gsplat's CUDA extension prebuilt on a CPU machine (benchmarks/build_gsplat_cuda.sh,
 #      carried in build/gsplat_cuda/) installed when it matches this machine's torch and Python, else the torch
 #      rasteriser (gsplat's own JIT build takes ~4 minutes of the lease);
@@ -11,7 +12,7 @@
 #      128x128, on the shape proving ground) for T_STAGE1 seconds, then $DIFFUSION_METHOD over it for T_DIFFUSION,
 #      each warm-started from the newest slim copy of the previous GPU run (weights and step; fresh Adam), found
 #      under each of RESUME_ROOTS as checkpoints/gpu/<method>/shipped/ (committed, or carried), else from scratch;
-#      the highest step wins among those and checkpoints/shape/ (the CPU-trained geometry VAR) and checkpoints/demo/,
+#      the highest step wins among those and checkpoints/shape/ (the CPU-trained geometry pair) and checkpoints/demo/,
 #      so `VAR_METHOD=splatdiff-var-small DIFFUSION_METHOD=splatdiff-diffusion-small` continues the 64x64 geometry
 #      VAR and warm-starts its denoiser from the shipped one;
 #   2. slim copies of both runs (float16 inference weights, what the next run resumes from), one tar per method
@@ -31,7 +32,7 @@
 # CPU dry run of the whole plumbing at tiny settings (no wheels, the .venv, 4 scenes, no speed or checks):
 #   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
 # Knobs: BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
-# shape") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD DIFFUSION_METHOD;
+# shape --all-modes") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD DIFFUSION_METHOD;
 # TRAIN_ARGS (extra ns-train flags for both runs); VAR_ARGS (for the VAR run only); RESUME_ROOTS; WHEELS (folder of .whl; empty: already
 # installed); GSPLAT_BUILD; CHECKS SPEED (1/0); WORK.
 # Wheels (here, once; Python 3.12 x86-64, the versions of the CPU .venv):
@@ -61,12 +62,12 @@ RESULTS=${RESULTS:-benchmarks/results/gpu}
 BUDGET=${BUDGET:-560}
 T_STAGE1=${T_STAGE1:-240}
 T_DIFFUSION=${T_DIFFUSION:-90}
-SCENES=${SCENES:-500}
+SCENES=${SCENES:-300}
 VIEWS=${VIEWS:-24}
 SAVE=${SAVE:-250}
 VAR_METHOD=${VAR_METHOD:-splatdiff-var-gpu128}
 DIFFUSION_METHOD=${DIFFUSION_METHOD:-splatdiff-diffusion-gpu128}
-DATA_ARGS=${DATA_ARGS:---kind object --modes shape}
+DATA_ARGS=${DATA_ARGS:---kind object --modes shape --all-modes}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 VAR_ARGS=${VAR_ARGS:-}  # extra ns-train flags for the VAR run only (e.g. its lr milestones)
 CHECKS=${CHECKS:-1}
@@ -191,7 +192,7 @@ fi
 # 2. slim copies (the diffusion run's also writes its VAR's) + loss curves, one tar per method.
 slim() {
   (cd "$OUTS" && splatdiff-slim-run --load-config "$1" --output-dir checkpoints --experiment-name gpu \
-    --data data/proving-shape --overwrite >>"$RESULTS/slim.log" 2>&1)
+    --data data/proving-shape-paired --overwrite >>"$RESULTS/slim.log" 2>&1)
 }
 if [ -n "$(last_saved "$DIFFUSION_METHOD")" ]; then
   slim "$RUNS/$DIFFUSION_METHOD/run/config.yml"

@@ -49,6 +49,13 @@ def main() -> None:
         "--figure", type=Path, default=None, help="also save the judged views of 6 inputs: K true, then K rendered"
     )
     ap.add_argument("--threads", type=int, default=1, help="leave the other core to a training run")
+    ap.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="also append the result to this JSON list (a training run's checkpoints, compared on the val split)",
+    )
+    ap.add_argument("--note", default="", help="what this checkpoint is (recorded in the JSON)")
     args = ap.parse_args()
     seed, split_scenes = SPLITS[args.split]
     args.work = args.work or ROOT / "outputs" / "proving_ground_eval" / f"{args.modes}_{args.split}"
@@ -110,9 +117,14 @@ def main() -> None:
         "split": args.split,
         "psnr_objects_input": float(np.mean(psnr_in)),
         **{key: float(np.nanmean([g[key] for g in geometry])) for key in geometry[0]},
+        "note": args.note,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    if args.history is not None:
+        past = json.loads(args.history.read_text()) if args.history.is_file() else []
+        args.history.parent.mkdir(parents=True, exist_ok=True)
+        args.history.write_text(json.dumps(past + [result], indent=2))
     Console().print(result)
     if args.figure is not None:
         from nerfstudio_splatdiff.splats.images import contact_sheet, save_png

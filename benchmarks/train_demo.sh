@@ -8,7 +8,9 @@
 # baselines (splatdiff-regression-small and splatdiff-var-small-input-only: the paper's recipe), diffusion
 # (splatdiff-diffusion-small over the var run), slim (float16 inference copies into checkpoints/demo).
 # Steps and paths come from the environment: VAR_STEPS, BASELINE_STEPS, DIFFUSION_STEPS, DATA, OUT. MODES=shape makes
-# the geometry proving ground instead (`--modes shape`: the hidden sides differ in shape only). VAR_INIT and
+# the geometry proving ground instead (`--modes shape`: the hidden sides differ in shape only). SCENES (default 500)
+# scenes; PAIRED=1 writes each of them once per mode (`--all-modes`: 3 x SCENES sequences, the same input view with
+# every completion, so the VAR can only learn the hidden side from its privileged view). VAR_INIT and
 # DIFFUSION_INIT (a checkpoint, e.g. a shipped slim one) warm-start a stage that has no checkpoint of its own yet: its
 # weights and step, so the stage's step count includes the init's. VAR_FLAGS / DIFFUSION_FLAGS: extra ns-train flags.
 set -euo pipefail
@@ -20,6 +22,8 @@ VAR_STEPS=${VAR_STEPS:-4000}
 BASELINE_STEPS=${BASELINE_STEPS:-1500}
 DIFFUSION_STEPS=${DIFFUSION_STEPS:-3000}
 MODES=${MODES:-colour}
+SCENES=${SCENES:-500}
+PAIRED=${PAIRED:-0}
 VAR_INIT=${VAR_INIT:-}
 DIFFUSION_INIT=${DIFFUSION_INIT:-}
 read -r -a VAR_FLAGS <<<"${VAR_FLAGS:-}"
@@ -66,8 +70,11 @@ train() {  # train METHOD STEPS INIT [extra ns-train flags...]: train or resume 
 stage() {
   case $1 in
   data)
+    paired=()
+    if [ "$PAIRED" = 1 ]; then paired=(--all-modes); fi
     test -f "$DATA/procedural/frame_annotations.jgz" || "$BIN/splatdiff-make-procedural" --kind object \
-      --modes "$MODES" --output "$DATA" --scenes 500 --views 24 --resolution 128 --seed 0 --workers 2 --preview
+      --modes "$MODES" --output "$DATA" --scenes "$SCENES" --views 24 --resolution 128 --seed 0 --workers 2 --preview \
+      "${paired[@]}"
     ;;
   var) train splatdiff-var-small "$VAR_STEPS" "$VAR_INIT" "${VAR_FLAGS[@]}" ;;
   baselines)

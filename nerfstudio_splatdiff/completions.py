@@ -55,6 +55,9 @@ DEMO_DATA = Path("data/demo")
 """Where splatdiff-demo (`make demo`) writes its scenes by default: the forced-mode copies under mode<k>/ and the
 scenes with their true hidden sides as a dataset of their own (`write_true_modes`), which the shipped checkpoints'
 config.yml records, so that `splatdiff-viewer --load-config checkpoints/demo/.../config.yml` opens them."""
+DEMO_DATA_BY_MODES = {"colour": DEMO_DATA, "shape": Path("data/demo-shape")}
+"""The demo's scenes per proving ground (`splatdiff-demo --modes`); the shipped geometry checkpoints record
+data/demo-shape."""
 
 
 def region_psnr(pred: Tensor, gt: Tensor, region: Tensor) -> float:
@@ -163,6 +166,12 @@ class HeldOutInput:
     mode_kind: str = "colour"
     """What the modes of this input differ in (`colour` or `shape`): which judge calls its modes."""
 
+    @property
+    def figure_view(self) -> int:
+        """The frame a figure shows each completion from: the back view for colours, the first side view the shape
+        judge uses for shapes (a horn or block shows as a silhouette beside the body there)."""
+        return self.shape_judge.views[1] if self.mode_kind == "shape" else self.back
+
     def mode_of(self, render: dict[str, Tensor]) -> int:
         """The mode a rendered scene shows (rgb, accumulation, depth of every evaluated frame [F, H, W, C]), judged
         by the rule of this input's proving ground; -1 for none."""
@@ -223,11 +232,13 @@ def write_forced_modes(
     ]
 
 
-def write_true_modes(root: Path, scenes: int, seed: int, num_modes: int = 3, workers: int = 2) -> Path:
+def write_true_modes(
+    root: Path, scenes: int, seed: int, num_modes: int = 3, workers: int = 2, mode_kind: str = "colour"
+) -> Path:
     """The same scenes with the hidden side each drew (the input's true completion), as one dataset at
     root/procedural: a CO3D-format root a run's config can record and the viewer can open (its evaluation split is
     the last of at least 2 scenes). Reused when already complete; returns `root`."""
-    return _write_scenes(Path(root), max(scenes, 2), seed, num_modes, workers, None)
+    return _write_scenes(Path(root), max(scenes, 2), seed, num_modes, workers, None, mode_kind)
 
 
 def _all_scenes(root: Path, resolution: int, cache: Optional[Path]) -> list[SceneRecord]:
@@ -277,13 +288,15 @@ def held_out_inputs(
 @torch.no_grad()
 def completion_row(model, item: HeldOutInput, num_samples: int = 4, seed: int = 0) -> tuple[list[Tensor], list[int]]:
     """One figure row and the samples' modes: the input, the input view re-rendered by sample 1, the hidden side of
-    `num_samples` samples (their one reconstruction, for a deterministic model), then the K true completions."""
+    `num_samples` samples (their one reconstruction, for a deterministic model), then the K true completions; the
+    hidden side as seen from `item.figure_view`."""
     batch = item.batch
     g = model.generate(batch, num_samples, seed=seed)
     N = g.batch_size
     size = batch["images"].shape[-2]
     out = model.render_views(g, batch["c2w"].expand(N, -1, -1, -1), batch["K"].expand(N, -1, -1, -1), size)
     views = out["rgb"]
-    row = [batch["images"][0, 0], views[0, 0]] + [views[n, item.back] for n in range(N)]
-    row += [b["images"][0, item.back] for b in item.batches]
+    v = item.figure_view
+    row = [batch["images"][0, 0], views[0, 0]] + [views[n, v] for n in range(N)]
+    row += [b["images"][0, v] for b in item.batches]
     return row, [item.mode_of({k: v[n] for k, v in out.items()}) for n in range(N)]

@@ -114,3 +114,14 @@ def test_depth_decides_between_shapes_with_the_same_silhouette():
     assert judge(masks[2], depths[2]) == 0 and judge(masks[2], torch.where(masks[2] > 0, 2.0, 0.0)) == 1
     assert judge(masks[2], torch.where(masks[2] > 0, 1.85, 0.0)) == -1  # in between: no shape is called
     assert shape_score(masks[2], depths[2], masks[2], depths[2] + 2 * SHAPE_DEPTH_TOL) == 0.0
+
+
+def test_figures_show_colour_modes_from_the_back_and_shape_modes_from_a_side_view():
+    from nerfstudio_splatdiff.completions import HeldOutInput
+
+    masks, depths = shape_truths()
+    truths, colour_masks = three_modes()
+    judges = ModeJudge(truths, colour_masks), ShapeJudge([2, 0, 1], masks, depths)
+    colour = HeldOutInput("proc_000000", 0, [], 2, *judges, mode_kind="colour")
+    shape = HeldOutInput("proc_000000", 0, [], 2, *judges, mode_kind="shape")
+    assert colour.figure_view == 2 and shape.figure_view == 0  # the back; the shape judge's first side view

@@ -163,3 +163,27 @@ def test_the_printed_viewer_command_without_the_demo_data_names_the_command_that
     text = out.stdout + out.stderr
     assert out.returncode == 1 and "make demo" in text and "data/demo" in text, text[-2000:]
     assert "Traceback" not in text and len([ln for ln in text.splitlines() if ln.strip()]) <= 3
+
+
+SHIPPED_SHAPE = Path("checkpoints/shape/splatdiff-diffusion-small/shipped/config.yml")
+
+
+def test_the_shape_demo_samples_the_geometry_checkpoint_and_shows_the_hidden_side_from_the_side(tmp_path):
+    """`splatdiff-demo --modes shape` (the second half of `make demo`): the geometry proving ground's scenes in
+    data/demo-shape (the shipped geometry config records it), the shipped geometry pair, a completions figure whose
+    true completions differ between columns (shapes seen from the side, not the back), and a viewer command for it."""
+    assert (REPO / SHIPPED_SHAPE).is_file(), "the geometry checkpoint must ship in the repository"
+    checkout = fresh_checkout(tmp_path)
+    flags = ["--modes", "shape", "--scenes", "2", "--max-inputs", "1", "--num-samples", "2"]
+    out = run_cli([BIN / "splatdiff-demo", *flags, "--output-dir", "outputs/demo-shape"], cwd=checkout)
+    assert (checkout / "data" / "demo-shape" / "procedural" / "frame_annotations.jgz").is_file()
+    assert printed_viewer_command(out.stdout)[1:] == ["--load-config", str(SHIPPED_SHAPE)], out.stdout
+    summary = json.loads((checkout / "outputs" / "demo-shape" / "summary.json").read_text())
+    assert summary["run"]["kind"] == "diffusion" and len(summary["images"]) == 1
+    sheet = np.asarray(Image.open(checkout / "outputs" / "demo-shape" / "completions.png").convert("L"), float)
+    assert sheet.shape[1] >= 7 * 64 and 64 <= sheet.shape[0] < 2 * 64
+    cell = lambda j: sheet[2:66, 2 + j * 66 : 2 + j * 66 + 64]  # noqa: E731 (contact_sheet: 64 px cells, 2 px gaps)
+    truths = [cell(4 + k) < 250 for k in range(3)]  # the true completions' object pixels, on white
+    ious = [(truths[a] & truths[b]).sum() / (truths[a] | truths[b]).sum() for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert max(ious) < 0.97, ious  # nothing, horn and block: different silhouettes from the side
+    assert "the side" in out.stdout

@@ -321,3 +321,27 @@ def test_shape_modes_need_object_scenes_and_a_known_mode_kind(tmp_path: Path, un
     with pytest.raises(SplatdiffError, match="--modes must be one of colour, shape"):
         generate_dataset(tmp_path, 1, 2, 16, seed=0, kind="object", mode_kind="texture")
     assert not (tmp_path / "procedural").exists()
+
+
+def test_all_modes_writes_each_scene_once_per_mode_as_the_forced_datasets_do(shape_modes: list[Path], tmp_path: Path):
+    cat = generate_dataset(tmp_path, 2, 8, RES, seed=5, kind="object", mode_kind="shape", all_modes=True)
+    names = sorted(s["sequence_name"] for s in read_jgz(cat / "sequence_annotations.jgz"))
+    assert names == [f"proc_00000{i}_m{k}" for i in range(2) for k in range(3)]
+    for i in range(2):
+        for k, forced in enumerate(shape_modes):
+            for f in (1, 3, 5):  # the input view and views of the hidden side: the forced dataset's pixels
+                ours = np.array(Image.open(cat / f"proc_00000{i}_m{k}" / "images" / f"frame{f:06d}.jpg"))
+                theirs = np.array(Image.open(forced / f"proc_00000{i}" / "images" / f"frame{f:06d}.jpg"))
+                assert np.array_equal(ours, theirs)
+    metas = {s["sequence_name"]: s["meta"] for s in read_jgz(cat / "sequence_annotations.jgz")}
+    assert [metas[f"proc_000001_m{k}"]["back_mode"] for k in range(3)] == [0, 1, 2]
+    lists = json.loads((cat / "set_lists" / "set_lists_fewview_dev.json").read_text())
+    split = {seq: name for name, frames in lists.items() for seq, *_ in frames}
+    assert split["proc_000001_m0"] == split["proc_000001_m2"] == "test"  # a scene's copies share its split
+    assert split["proc_000000_m1"] == "train"
+
+
+def test_all_modes_and_force_mode_are_refused_together(tmp_path: Path, unchecked_annotations):
+    with pytest.raises(SplatdiffError, match="--all-modes writes every mode of each scene"):
+        generate_dataset(tmp_path, 1, 2, 16, seed=0, force_mode=1, all_modes=True)
+    assert not (tmp_path / "procedural").exists()

@@ -19,11 +19,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 from rich.console import Console
 
-from nerfstudio_splatdiff.completions import DEMO_DATA, completion_row, held_out_inputs, write_true_modes
+from nerfstudio_splatdiff.completions import DEMO_DATA_BY_MODES, completion_row, held_out_inputs, write_true_modes
+from nerfstudio_splatdiff.data.procedural.generate import ModeKind
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.generation import load_run, photo_background, photo_warnings, training_images
 from nerfstudio_splatdiff.safety import check_output_dir, safe_name
@@ -41,6 +42,8 @@ from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
 CONSOLE = Console()
 SHIPPED = Path("checkpoints/demo/splatdiff-diffusion-small/shipped/config.yml")
+SHIPPED_BY_MODES = {"colour": SHIPPED, "shape": Path("checkpoints/shape/splatdiff-diffusion-small/shipped/config.yml")}
+"""The shipped checkpoint of each proving ground (`--modes`): hidden sides that differ in colour, or in shape."""
 
 
 def input_photo(data: Path, mode: int, scene: str) -> Path:
@@ -83,10 +86,14 @@ def viewer_command(load_config: Path, data: Path, run: Any) -> str:
 class Demo:
     """Sample complete Gaussian splats for held-out procedural photos with the shipped checkpoint."""
 
-    load_config: Path = SHIPPED
-    """The run to sample with (default: the checkpoint that ships in the repository)."""
-    data: Path = DEMO_DATA
-    """Where the demo's scenes are written (the shipped config.yml records data/demo, so the viewer opens them)."""
+    modes: ModeKind = "colour"
+    """Which proving ground: `colour` (hidden sides that differ in colour) or `shape` (that differ in shape only:
+    nothing, a horn or a block behind the object, judged by silhouette and depth; figures show them from the side)."""
+    load_config: Optional[Path] = None
+    """The run to sample with (default: the checkpoint that ships in the repository for --modes)."""
+    data: Optional[Path] = None
+    """Where the demo's scenes are written (default data/demo, data/demo-shape for --modes shape: what the shipped
+    config.yml records, so the viewer opens them)."""
     output_dir: Path = Path("outputs/demo")
     scenes: int = 4
     """Proving-ground scenes to generate (each once per hidden-side mode); all are new to the shipped model."""
@@ -97,8 +104,15 @@ class Demo:
     seed: int = 7
     """Data seed: the shipped model trained on seed 0, so every demo scene is new to it."""
 
+    def __post_init__(self) -> None:
+        if self.modes not in SHIPPED_BY_MODES:
+            raise SplatdiffError(f"--modes must be one of {', '.join(SHIPPED_BY_MODES)} (got {self.modes!r}).")
+        self.load_config = self.load_config or SHIPPED_BY_MODES[self.modes]
+        self.data = self.data or DEMO_DATA_BY_MODES[self.modes]
+
     def main(self) -> None:
         t0 = time.perf_counter()
+        assert self.load_config is not None and self.data is not None  # set in __post_init__
         if not self.load_config.is_file():
             raise SplatdiffError(
                 f"No checkpoint at {self.load_config}: run the demo from the repository root, or "
@@ -113,9 +127,9 @@ class Demo:
         load_s = time.perf_counter() - t_load
         CONSOLE.rule("1. proving-ground scenes, once per hidden-side mode and once as drawn")
         held_out = held_out_inputs(
-            self.data, self.scenes, self.seed, model.config.image_size, cache=self.data / "cache"
+            self.data, self.scenes, self.seed, model.config.image_size, cache=self.data / "cache", mode_kind=self.modes
         )[: self.max_inputs]
-        write_true_modes(self.data, self.scenes, self.seed)
+        write_true_modes(self.data, self.scenes, self.seed, mode_kind=self.modes)
         inputs = [input_photo(self.data, h.true_mode, h.name) for h in held_out]
         photos = self.output_dir / "inputs"
         if photos.exists() and not _is_demo_inputs(photos):
@@ -127,10 +141,11 @@ class Demo:
         CONSOLE.rule("3. the samples' hidden sides next to every true completion")
         rows = [completion_row(model, h, self.num_samples, seed=i)[0] for i, h in enumerate(held_out)]
         sheet = save_png(self.output_dir / "completions.png", contact_sheet(rows))
+        side = "the side" if self.modes == "shape" else "the back"
         CONSOLE.rule("4. where to look")
         CONSOLE.print(
             f"Completions (rows = inputs; input | input view re-rendered | hidden side of {self.num_samples} "
-            f"samples | the {len(held_out[0].batches)} true completions): {sheet}",
+            f"samples | the {len(held_out[0].batches)} true completions; seen from {side}): {sheet}",
             soft_wrap=True,
         )
         CONSOLE.print(

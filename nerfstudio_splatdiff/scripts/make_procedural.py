@@ -41,6 +41,9 @@ class MakeProcedural:
     force_mode: Optional[int] = None
     """Give every scene this hidden-side mode (0..num_modes-1): the same scenes, fronts and cameras as without it,
     so evaluation can render every correct completion of a held-out input."""
+    all_modes: bool = False
+    """Write every scene once per hidden-side mode (`proc_<i>_m<k>`): the same input with each completion, so a model
+    trained on it cannot learn a scene's hidden side from its input view, only from a view of that side."""
     modes: ModeKind = "colour"
     """What the hidden-side modes change (with --kind object): `colour` (the colour proving ground: a colour and a
     small knob) or `shape` (the geometry proving ground: the body's own texture, and nothing, a long horn or a block
@@ -61,6 +64,7 @@ class MakeProcedural:
             self.kind,
             self.force_mode,
             self.modes,
+            self.all_modes,
         )
 
 

@@ -20,7 +20,7 @@ import tyro
 from nerfstudio.configs.base_config import ViewerConfig
 from rich.console import Console
 
-from nerfstudio_splatdiff.completions import DEMO_DATA
+from nerfstudio_splatdiff.completions import DEMO_DATA_BY_MODES
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.runs import setup_pipeline
 
@@ -74,7 +74,8 @@ def check_dataset(run: Any) -> None:
     """One clear line, before the datasets load, when the run's dataset is missing: for the demo's data/demo, the
     command that makes it; else the flag that points elsewhere."""
     data = Path(run.pipeline.datamanager.dataparser.data)
-    is_demo = data.parts[-len(DEMO_DATA.parts) :] == DEMO_DATA.parts  # data/demo here or below another folder
+    # data/demo or data/demo-shape, here or below another folder
+    is_demo = any(data.parts[-len(d.parts) :] == d.parts for d in DEMO_DATA_BY_MODES.values())
     if is_demo and not (data / "procedural" / "frame_annotations.jgz").is_file():
         raise SplatdiffError(
             f"{data} does not hold the demo's scenes yet: run `make demo` (or splatdiff-demo) first, which writes "

@@ -36,10 +36,22 @@ class SceneTask:
     kind: str = "full"
     force_mode: Optional[int] = None
     mode_kind: str = "colour"
+    mode_in_name: bool = False
+    """Name the sequence after its scene AND its forced mode (a dataset holding every mode of each scene)."""
+
+    @property
+    def sequence(self) -> str:
+        return sequence_name(self.index, self.force_mode if self.mode_in_name else None)
 
 
-def sequence_name(index: int) -> str:
-    return f"proc_{index:06d}"
+def sequence_name(index: int, mode: Optional[int] = None) -> str:
+    """`proc_<index>`, or `proc_<index>_m<mode>` for one of a scene's copies in a dataset with every mode of it."""
+    return f"proc_{index:06d}" if mode is None else f"proc_{index:06d}_m{mode}"
+
+
+def scene_index(sequence: str) -> int:
+    """The scene index a sequence name carries (`sequence_name`'s inverse, whether or not a mode follows)."""
+    return int(sequence.split("_")[1])
 
 
 def _frame_paths(category: str, seq: str, frame_number: int) -> dict[str, str]:
@@ -54,12 +66,12 @@ def _frame_paths(category: str, seq: str, frame_number: int) -> dict[str, str]:
     }
 
 
-def write_scene(task: SceneTask) -> tuple[int, list[dict], dict]:
+def write_scene(task: SceneTask) -> tuple[str, list[dict], dict]:
     """Render every view of one scene and write its images, masks and depths; return its annotations."""
     sc = sample_scene(
         task.seed, task.index, task.views, task.resolution, task.num_modes, task.force_mode, task.kind, task.mode_kind
     )
-    root, seq, H = Path(task.root), sequence_name(task.index), task.resolution
+    root, seq, H = Path(task.root), task.sequence, task.resolution
     for sub in ("images", "masks", "depths", "depth_masks"):
         (root / task.category / seq / sub).mkdir(parents=True, exist_ok=True)
     R, T = opencv_w2c_to_pytorch3d(torch.from_numpy(sc.w2c))
@@ -108,12 +120,12 @@ def write_scene(task: SceneTask) -> tuple[int, list[dict], dict]:
             "mode_kind": task.mode_kind,
         },
     }
-    return task.index, frames, seq_anno
+    return seq, frames, seq_anno
 
 
 def split_of(index: int, num_scenes: int) -> str:
-    """Deterministic whole-sequence split: every 10th sequence is test (at least one when N >= 2), every 20th
-    (offset) is val, the rest train; stable when more scenes are added."""
+    """Deterministic whole-scene split: every 10th scene is test (at least one when N >= 2), every 20th (offset) is
+    val, the rest train; stable when more scenes are added. Every mode copy of a scene shares its split."""
     if index % 10 == 9 or (num_scenes >= 2 and num_scenes < 10 and index == num_scenes - 1):
         return "test"
     if index % 20 == 4:
@@ -124,6 +136,6 @@ def split_of(index: int, num_scenes: int) -> str:
 def _set_lists(frames: list[dict], num_scenes: int) -> dict[str, list]:
     lists: dict[str, list] = {"train": [], "val": [], "test": []}
     for fr in frames:
-        idx = int(fr["sequence_name"].rsplit("_", 1)[1])
+        idx = scene_index(fr["sequence_name"])
         lists[split_of(idx, num_scenes)].append([fr["sequence_name"], fr["frame_number"], fr["image"]["path"]])
     return lists

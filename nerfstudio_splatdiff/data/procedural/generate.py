@@ -46,6 +46,7 @@ from nerfstudio_splatdiff.data.procedural.co3d_writer import (
     SUBSETS,
     SceneTask,
     _set_lists,
+    scene_index,
     sequence_name,
     split_of,
     write_scene,
@@ -73,15 +74,17 @@ PathLike = Union[str, Path]
 __all__ = [
     "ANNOTATION_FILES", "BACKGROUND", "FPS", "GENERATOR", "MODE_KINDS", "OBJECT_COVERAGE", "OBJECT_KNOB_SIZE",
     "SCENE_KINDS", "SUBSETS", "ModeKind", "ProceduralScene", "SceneKind", "SceneTask", "camera_center", "drawn_mode",
-    "generate_dataset", "mode_palette", "sample_scene", "sequence_name", "split_of", "write_preview", "write_scene",
+    "generate_dataset", "mode_palette", "sample_scene", "scene_index", "sequence_name", "split_of", "write_preview", "write_scene",
 ]
 
 
 def _validate(
     scenes: int, views: int, resolution: int, num_modes: int, workers: int, category: str,
-    kind: str = "full", force_mode: Optional[int] = None, mode_kind: str = "colour",
+    kind: str = "full", force_mode: Optional[int] = None, mode_kind: str = "colour", all_modes: bool = False,
 ) -> None:
     """One clear error per bad argument, before anything is written."""
+    if all_modes and force_mode is not None:
+        raise SplatdiffError("--all-modes writes every mode of each scene: drop --force-mode, or --all-modes.")
     if kind not in SCENE_KINDS:
         raise SplatdiffError(f"--kind must be one of {', '.join(SCENE_KINDS)} (got {kind!r}).")
     if mode_kind not in MODE_KINDS:
@@ -137,21 +140,21 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=CONSOLE)
 
 
-def _run_tasks(tasks: list[SceneTask], workers: int) -> dict[int, tuple[list[dict], dict]]:
-    """Write all scenes, in this process (workers <= 1) or a spawn Pool, with a progress bar."""
-    results: dict[int, tuple[list[dict], dict]] = {}
+def _run_tasks(tasks: list[SceneTask], workers: int) -> dict[str, tuple[list[dict], dict]]:
+    """Write all scenes, in this process (workers <= 1) or a spawn Pool, with a progress bar; by sequence name."""
+    results: dict[str, tuple[list[dict], dict]] = {}
     with _progress() as progress:
         bar = progress.add_task("rendering scenes", total=len(tasks))
         if workers <= 1:
             for task in tasks:
-                idx, frames, seq = write_scene(task)
-                results[idx] = (frames, seq)
+                name, frames, seq = write_scene(task)
+                results[name] = (frames, seq)
                 progress.advance(bar)
         else:
             ctx = mp.get_context("spawn")
             with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
-                for idx, frames, seq in pool.imap_unordered(write_scene, tasks):
-                    results[idx] = (frames, seq)
+                for name, frames, seq in pool.imap_unordered(write_scene, tasks):
+                    results[name] = (frames, seq)
                     progress.advance(bar)
     return results
 
@@ -184,21 +187,30 @@ def generate_dataset(
     kind: SceneKind = "full",
     force_mode: Optional[int] = None,
     mode_kind: ModeKind = "colour",
+    all_modes: bool = False,
 ) -> Path:
     """Generate `scenes` procedural sequences of `views` R x R views in CO3D v2 layout; return <output>/<category>.
+
+    With `all_modes`, every scene is written once per hidden-side mode (`proc_<i>_m<k>`, num_modes x scenes
+    sequences): the same input view with each of its completions, so a model cannot tell a scene's hidden side from
+    its input view by remembering the scene, only from what it is shown of the hidden side.
 
     Images, masks and depths are written first, the annotations and set lists last, so a finished
     frame_annotations.jgz means a complete dataset.
     """
     t0 = time.perf_counter()
-    _validate(scenes, views, resolution, num_modes, workers, category, kind, force_mode, mode_kind)
+    _validate(scenes, views, resolution, num_modes, workers, category, kind, force_mode, mode_kind, all_modes)
     root = Path(output)
     cat_dir = _prepare_output(root, category, overwrite)
-    tasks = [SceneTask(str(root), category, seed, i, views, resolution, num_modes, kind, force_mode, mode_kind)
-             for i in range(scenes)]
+    modes = list(range(num_modes)) if all_modes else [force_mode]
+    tasks = [
+        SceneTask(str(root), category, seed, i, views, resolution, num_modes, kind, k, mode_kind, all_modes)
+        for i in range(scenes)
+        for k in modes
+    ]
     results = _run_tasks(tasks, workers)
-    frames = [fr for i in range(scenes) for fr in results[i][0]]
-    seqs = [results[i][1] for i in range(scenes)]
+    frames = [fr for t in tasks for fr in results[t.sequence][0]]
+    seqs = [results[t.sequence][1] for t in tasks]
     lists = _set_lists(frames, scenes)
     for subset in SUBSETS:
         (cat_dir / "set_lists" / f"set_lists_{subset}.json").write_text(json.dumps(lists))
@@ -208,7 +220,7 @@ def generate_dataset(
     if preview:
         extra = f", preview {write_preview(cat_dir, frames, root)}"
     CONSOLE.print(
-        f"[bold green]Wrote[/] {scenes} scenes x {views} views ({resolution}x{resolution}) to {cat_dir} "
+        f"[bold green]Wrote[/] {len(tasks)} scenes x {views} views ({resolution}x{resolution}) to {cat_dir} "
         f"in {time.perf_counter() - t0:.1f} s{extra}"
     )
     return cat_dir
