@@ -1,0 +1,157 @@
+"""Why does (or doesn't) a privileged VAR draw the hidden shape? Two checks on the geometry proving ground's inputs.
+
+- `capacity`: can the Splatter Image itself hold the three shapes? No network: the splatter head's raw outputs for
+  one input (M Gaussians per pixel, the preset's scale cap) are fitted directly, by Adam, to every evaluated view of
+  each forced shape, then judged like a model's render (completions.ShapeJudge). If this fails, no VAR can succeed.
+- `probe`: does the privileged branch tell the shapes apart? Each input is encoded with each shape's privileged view;
+  the branch's correction of the latent (its spatial mean, centred per input) is classified by leave-one-out nearest
+  centroid over all inputs. High accuracy with renders that ignore it means the decoder does not use the code; low
+  accuracy means the branch does not extract the shape.
+
+    python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
+    python benchmarks/shape_diagnostics.py probe --run checkpoints/shape/splatdiff-var-small/shipped
+Writes benchmarks/results/shape_<check>_<split>.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import device_label, latest_step  # noqa: E402
+from proving_ground import SPLITS, geometry_vs_truth  # noqa: E402
+
+
+def load_inputs(split: str, size: int = 64):
+    from nerfstudio_splatdiff.completions import held_out_inputs
+
+    seed, scenes = SPLITS[split]
+    work = ROOT / "outputs" / "proving_ground_eval" / f"shape_{split}"
+    return held_out_inputs(work, scenes, seed, size, 3, cache=work / "cache", mode_kind="shape")
+
+
+def capacity(args) -> dict:
+    """Fit raw splatter channels to each forced shape of the first `inputs` inputs; judge the fits."""
+    from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
+    from nerfstudio_splatdiff.splats.cameras import invert_rigid
+    from nerfstudio_splatdiff.splats.render import render_gaussians
+
+    cap = None if args.max_scale_px <= 0 else args.max_scale_px
+    head = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=args.gaussians_per_pixel, max_scale_px=cap))
+    init = torch.nn.Conv2d(1, head.out_channels, 1)
+    head.init_output_layer(init)  # its biases: where the head's output layer starts every Gaussian
+    fits, t0 = [], time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    for item in load_inputs(args.split)[: args.inputs]:
+        for k, batch in enumerate(item.batches):
+            size = batch["images"].shape[-2]
+            noise = 0.3 * torch.randn(1, head.out_channels, size, size, generator=gen)
+            raw = (init.bias.detach()[None, :, None, None] + noise).requires_grad_()
+            opt = torch.optim.Adam([raw], lr=args.lr)
+            viewmats, bg = invert_rigid(batch["c2w"].float()), torch.ones(3)
+
+            def render():
+                g = head(raw, batch["c2w"][:, 0], batch["K"][:, 0], batch["depth_near"], batch["depth_far"])
+                return render_gaussians(g, viewmats, batch["K"].float(), size, size, background=bg)
+
+            for _ in range(args.steps):
+                out = render()
+                loss = ((out.rgb - batch["images"]) ** 2).mean() + 0.1 * (out.alpha - batch["masks"]).abs().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                out = render()
+                rendered = {"rgb": out.rgb[0], "accumulation": out.alpha[0], "depth": out.depth[0]}
+                item.true_mode = k  # score the fit against the shape it was fitted to
+                fits.append(
+                    {
+                        "scene": item.name,
+                        "shape": k,
+                        "judged": item.mode_of(rendered),
+                        **geometry_vs_truth(item, rendered),
+                    }
+                )
+    return {
+        "gaussians_per_pixel": args.gaussians_per_pixel,
+        "max_scale_px": cap,
+        "steps": args.steps,
+        "fits": fits,
+        "judged_as_fitted": float(np.mean([f["judged"] == f["shape"] for f in fits])),
+        "hidden_silhouette_iou": float(np.mean([f["hidden_silhouette_iou"] for f in fits])),
+        "shape_score": float(np.mean([f["shape_score"] for f in fits])),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+@torch.no_grad()
+def probe(args) -> dict:
+    """Leave-one-out nearest-centroid accuracy of the privileged branch's latent correction (its spatial mean,
+    centred per input), and the confusion matrix (rows: the shape shown, columns: the shape the probe calls)."""
+    from nerfstudio_splatdiff.models.privileged import privileged_inputs
+    from nerfstudio_splatdiff.runs import load_inference_model
+
+    model, _ = load_inference_model(args.run / "config.yml")
+    net = model.eval_net()
+    if not net.has_privileged_branch:
+        raise SystemExit(f"{args.run} is not a VAR with a privileged view.")
+    codes = []
+    for item in load_inputs(args.split, model.config.image_size):
+        image = item.batch["images"][:, 0].permute(0, 3, 1, 2)
+        base = net.encode(image)[0]
+        codes.append(
+            [(net.encode(image, privileged_inputs(b))[0] - base)[0].mean(dim=(1, 2)).numpy() for b in item.batches]
+        )
+    x = np.array(codes)  # [inputs, 3 shapes, latent channels]
+    x = x - x.mean(axis=1, keepdims=True)
+    flat, labels = x.reshape(-1, x.shape[-1]), np.tile(np.arange(3), len(x))
+    confusion = np.zeros((3, 3), dtype=int)
+    for i in range(len(flat)):
+        rest = np.arange(len(flat)) != i
+        centroids = np.stack([flat[rest & (labels == k)].mean(0) for k in range(3)])
+        confusion[labels[i], int(np.argmin(((centroids - flat[i]) ** 2).sum(1)))] += 1
+    return {
+        "run": str(args.run),
+        "step": latest_step(args.run / "config.yml") + 1,
+        "inputs": len(x),
+        "probe_accuracy": float(np.trace(confusion) / confusion.sum()),
+        "confusion": confusion.tolist(),
+        "chance": 1 / 3,
+        "centroids": {f"shape_{k}": x[:, k].mean(0).round(3).tolist() for k in range(3)},
+        "spread": x.reshape(-1, x.shape[-1]).std(0).round(3).tolist(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("check", choices=("capacity", "probe"))
+    ap.add_argument("--split", choices=tuple(SPLITS), default="val")
+    ap.add_argument("--run", type=Path, default=ROOT / "checkpoints/shape/splatdiff-var-small/shipped")
+    ap.add_argument("--inputs", type=int, default=3, help="capacity: inputs fitted (each once per shape)")
+    ap.add_argument("--steps", type=int, default=50, help="capacity: Adam steps per fit")
+    ap.add_argument("--lr", type=float, default=0.05, help="capacity: Adam learning rate on the raw channels")
+    ap.add_argument("--gaussians-per-pixel", type=int, default=2)
+    ap.add_argument("--max-scale-px", type=float, default=1.0, help="capacity: the head's scale cap (0: none)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    result = {"device": device_label(), "date": date.today().isoformat(), "check": args.check, "split": args.split}
+    result.update(capacity(args) if args.check == "capacity" else probe(args))
+    out = args.out or ROOT / "benchmarks" / "results" / f"shape_{args.check}_{args.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "fits"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
