@@ -78,6 +78,7 @@ def main() -> None:
         : args.scenes
     ]
     follows, right, gaps, pooled_gaps, stds, rows, geometry, psnr_in = [], [], [], [], [], [], [], []
+    judged: dict[int, list[int]] = {k: [] for k in range(3)}  # forced mode -> the modes its renders were judged
     for item in items:
         batch = item.batch
         views = item.shape_judge.views if args.modes == "shape" else [item.back]
@@ -91,6 +92,7 @@ def main() -> None:
             mode = item.mode_of(rendered)
             row += [rendered["rgb"][v] for v in views]
             follows.append(mode == k)
+            judged[k].append(mode)
             if k == item.true_mode:
                 right.append(mode == k)
                 geometry.append(geometry_vs_truth(item, rendered))
@@ -109,6 +111,9 @@ def main() -> None:
         "step": latest_step(config) + 1,
         "scenes": len(items),
         "forced_mode_follows": float(np.mean(follows)),
+        "forced_mode_judged": {
+            f"forced_{k}": {str(m): v.count(m) for m in sorted(set(v))} for k, v in judged.items()
+        },  # per forced mode: how its renders were judged (-1 = none)
         "privileged_mode_accuracy": float(np.mean(right)),
         "latent_mode_gap": float(np.mean(gaps)),
         "latent_mode_gap_spatial_mean": float(np.mean(pooled_gaps)),
