@@ -23,7 +23,7 @@ from torch import Tensor
 from nerfstudio_splatdiff.data.co3d import Co3dSettings, load_co3d_split
 from nerfstudio_splatdiff.data.co3d_format import read_jgz
 from nerfstudio_splatdiff.data.multiscene import ViewOptions, scene_views
-from nerfstudio_splatdiff.data.procedural.generate import BACKGROUND, drawn_mode, generate_dataset
+from nerfstudio_splatdiff.data.procedural.generate import BACKGROUND, drawn_mode, generate_dataset, scene_index
 from nerfstudio_splatdiff.data.scene import SceneRecord
 
 MARGIN_DB = 1.0
@@ -278,7 +278,7 @@ def held_out_inputs(
         shape_judge = ShapeJudge(
             [back, *_sides(batches[0]["c2w"][0])], [b["masks"][0] for b in batches], [b["depths"][0] for b in batches]
         )
-        index = int(rec.name.rsplit("_", 1)[1])
+        index = scene_index(rec.name)
         out.append(
             HeldOutInput(rec.name, drawn_mode(seed, index, num_modes), batches, back, judge, shape_judge, mode_kind)
         )

@@ -42,6 +42,13 @@ def check_norm_groups(prefix: str, widths: Sequence[int], groups: int) -> None:
     )
 
 
+def check_network_shape(prefix: str, widths: Sequence[int], groups: int, layers: int) -> None:
+    """The options every U-Net-shaped network config shares: widths per level that GroupNorm can split into `groups`,
+    and at least one ResNet layer per level."""
+    check_norm_groups(prefix, widths, groups)
+    check_option(is_number_in(layers, 1), f"{prefix}.layers-per-block", layers, "at least 1")
+
+
 def _one_line_hook(kind: type, error: BaseException, tb: Any) -> None:
     if isinstance(error, SplatdiffError):
         from rich.console import Console

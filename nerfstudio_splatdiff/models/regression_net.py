@@ -15,7 +15,7 @@ from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
-from nerfstudio_splatdiff.errors import check_norm_groups, check_option, is_number_in
+from nerfstudio_splatdiff.errors import check_network_shape
 from nerfstudio_splatdiff.models.diffusers_blocks import UNet2DModel
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
 
@@ -31,12 +31,8 @@ class RegressionNetConfig(InstantiateConfig):
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
 
     def __post_init__(self) -> None:
-        check_norm_groups("--pipeline.model.network", self.block_out_channels, self.norm_num_groups)
-        check_option(
-            is_number_in(self.layers_per_block, 1),
-            "--pipeline.model.network.layers-per-block",
-            self.layers_per_block,
-            "at least 1",
+        check_network_shape(
+            "--pipeline.model.network", self.block_out_channels, self.norm_num_groups, self.layers_per_block
         )
 
 

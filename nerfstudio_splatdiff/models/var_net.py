@@ -22,7 +22,7 @@ from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
-from nerfstudio_splatdiff.errors import SplatdiffError, check_norm_groups, check_option, is_number_in
+from nerfstudio_splatdiff.errors import SplatdiffError, check_network_shape, check_option, is_number_in
 from nerfstudio_splatdiff.models.diffusers_blocks import Decoder, Encoder
 from nerfstudio_splatdiff.models.privileged import PrivilegedBranch
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
@@ -66,10 +66,7 @@ class VARNetConfig(InstantiateConfig):
 
     def __post_init__(self) -> None:
         flag = "--pipeline.model.network"
-        check_norm_groups(flag, self.block_out_channels, self.norm_num_groups)
-        check_option(
-            is_number_in(self.layers_per_block, 1), f"{flag}.layers-per-block", self.layers_per_block, "at least 1"
-        )
+        check_network_shape(flag, self.block_out_channels, self.norm_num_groups, self.layers_per_block)
         check_option(
             is_number_in(self.latent_channels, 1), f"{flag}.latent-channels", self.latent_channels, "at least 1"
         )
