@@ -2,7 +2,7 @@
 # Trains the shipped proving-ground model (what `make train-demo` runs). Every stage saves often and, when run
 # again, resumes from its newest checkpoint (a finished stage is skipped), so a killed session loses little.
 #
-#   benchmarks/train_demo.sh [data|var|baselines|diffusion|slim|all]...    (default: all)
+#   benchmarks/train_demo.sh [data|var|baselines|diffusion|paper-diffusion|slim|all]...    (default: all)
 #
 # Stages: data (500 proving-ground scenes, `--kind object`), var (splatdiff-var-small: the privileged-view VAR),
 # baselines (splatdiff-regression-small and splatdiff-var-small-input-only: the paper's recipe), diffusion
@@ -13,6 +13,8 @@
 # every completion, so the VAR can only learn the hidden side from its privileged view). VAR_INIT and
 # DIFFUSION_INIT (a checkpoint, e.g. a shipped slim one) warm-start a stage that has no checkpoint of its own yet: its
 # weights and step, so the stage's step count includes the init's. VAR_FLAGS / DIFFUSION_FLAGS: extra ns-train flags.
+# INPUT_ONLY_INIT / INPUT_ONLY_FLAGS do the same for the baselines stage's input-only VAR (the paper's recipe at equal
+# compute: benchmarks/paper_recipe_init.py), and `paper-diffusion` trains a denoiser over that VAR's latents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
@@ -28,6 +30,8 @@ VAR_INIT=${VAR_INIT:-}
 DIFFUSION_INIT=${DIFFUSION_INIT:-}
 read -r -a VAR_FLAGS <<<"${VAR_FLAGS:-}"
 read -r -a DIFFUSION_FLAGS <<<"${DIFFUSION_FLAGS:-}"
+INPUT_ONLY_INIT=${INPUT_ONLY_INIT:-}
+read -r -a INPUT_ONLY_FLAGS <<<"${INPUT_ONLY_FLAGS:-}"
 RUNS=$OUT/demo
 
 last_step() {  # newest saved step of a run folder, or -1
@@ -63,8 +67,8 @@ train() {  # train METHOD STEPS INIT [extra ns-train flags...]: train or resume 
     resume=(--load-dir "$run/nerfstudio_models")
   fi
   # nerfstudio counts --max-num-iterations from the step it resumes at: ask for the steps still missing.
-  "$BIN/ns-train" "$method" --max-num-iterations $((steps - done_step - 1)) --vis tensorboard --output-dir "$OUT" \
-    --experiment-name demo --timestamp run "${resume[@]}" "$@" co3d-data --data "$DATA"
+  "$BIN/ns-train" "$method" --max-num-iterations $((steps - done_step - 1)) --vis tensorboard \
+    --output-dir "$(dirname "$RUNS")" --experiment-name "$(basename "$RUNS")" --timestamp run "${resume[@]}" "$@" co3d-data --data "$DATA"
 }
 
 stage() {
@@ -78,19 +82,26 @@ stage() {
     ;;
   var) train splatdiff-var-small "$VAR_STEPS" "$VAR_INIT" "${VAR_FLAGS[@]}" ;;
   baselines)
-    train splatdiff-var-small-input-only "$BASELINE_STEPS" ""
+    train splatdiff-var-small-input-only "$BASELINE_STEPS" "$INPUT_ONLY_INIT" "${INPUT_ONLY_FLAGS[@]}"
     train splatdiff-regression-small "$BASELINE_STEPS" ""
     ;;
   diffusion)
     train splatdiff-diffusion-small "$DIFFUSION_STEPS" "$DIFFUSION_INIT" "${DIFFUSION_FLAGS[@]}" \
       --pipeline.model.var-checkpoint "$RUNS/splatdiff-var-small/run/config.yml"
     ;;
+  paper-diffusion)  # the paper's recipe: a denoiser over the input-only VAR, in $OUT/paper (not over ours)
+    input_only=$RUNS/splatdiff-var-small-input-only/run/config.yml
+    RUNS=$OUT/paper
+    train splatdiff-diffusion-small "$DIFFUSION_STEPS" "$DIFFUSION_INIT" "${DIFFUSION_FLAGS[@]}" \
+      --pipeline.model.var-checkpoint "$input_only"
+    RUNS=$OUT/demo
+    ;;
   slim)
     "$BIN/splatdiff-slim-run" --load-config "$RUNS/splatdiff-diffusion-small/run/config.yml" \
       --output-dir checkpoints --experiment-name demo --data data/demo
     ;;
   all) for s in data var baselines diffusion slim; do stage "$s"; done ;;
-  *) echo "unknown stage '$1': use data, var, baselines, diffusion, slim or all" >&2; exit 2 ;;
+  *) echo "unknown stage '$1': use data, var, baselines, diffusion, paper-diffusion, slim or all" >&2; exit 2 ;;
   esac
 }
 

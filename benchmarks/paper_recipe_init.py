@@ -1,0 +1,54 @@
+"""The paper's recipe at equal compute: a warm start for an input-only VAR from a privileged-view VAR checkpoint.
+
+The equal-compute comparison (benchmarks/proving_ground.py, README "Results") gives the paper's recipe and ours the
+same training history up to a shared checkpoint, then the same number of steps each, its own way: ours keeps the
+privileged branch, the paper's VAR trains on the input view alone (`splatdiff-var-small-input-only` with the same
+global code, so the two networks differ in that branch only). This writes the shared checkpoint without the branch's
+weights, as a checkpoint file the input-only run can `--load-checkpoint` (step and every other weight unchanged).
+
+    python benchmarks/paper_recipe_init.py --output outputs/paper-shape-init \
+        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000015250.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PRIVILEGED_PREFIX = "_model.net.privileged."
+"""Pipeline-state prefix of the VAR's privileged branch (models/privileged.py)."""
+
+
+def without_privileged_branch(state: dict) -> tuple[dict, int]:
+    """The checkpoint dict with the privileged branch's weights removed, and how many tensors that removed."""
+    pipeline = state["pipeline"]
+    kept = {k: v for k, v in pipeline.items() if not k.startswith(PRIVILEGED_PREFIX)}
+    return {**state, "pipeline": kept}, len(pipeline) - len(kept)
+
+
+def main() -> None:
+    from nerfstudio_splatdiff.errors import SplatdiffError, install_one_line_errors
+    from nerfstudio_splatdiff.safety import atomic_torch_save, load_checkpoint_file
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a privileged-view VAR's step-*.ckpt")
+    parser.add_argument("--output", type=Path, required=True, help="a new folder for the input-only init")
+    args = parser.parse_args()
+    install_one_line_errors()
+    if args.output.exists():
+        raise SplatdiffError(f"{args.output} already exists: pass a new folder (this writes one, never into one).")
+    stripped, removed = without_privileged_branch(load_checkpoint_file(args.checkpoint))
+    if removed == 0:
+        raise SplatdiffError(f"{args.checkpoint} has no privileged branch: it is an input-only VAR already.")
+    out = args.output / "nerfstudio_models" / args.checkpoint.name
+    out.parent.mkdir(parents=True)
+    atomic_torch_save(stripped, out)
+    print(f"{out}: {removed} privileged-branch tensors removed, step {stripped.get('step')}")
+
+
+if __name__ == "__main__":
+    main()
