@@ -5,9 +5,9 @@ hidden-side mode, so every correct completion of each input is known. For each i
 - `regression` (Splatter-Image-like), `var_paper` (the paper's VAR, input only): one reconstruction each;
 - `var` (the VAR stage 2 uses), given the true privileged view (an oracle upper bound, and the swap test);
 - `diffusion_1` / `diffusion_best_of_N`: N samples of stage 2 from the input alone (best: by PSNR over targets);
-- `paper_diffusion_1` / `paper_diffusion_best_of_N` (with `--paper-runs`): the same from the paper's full recipe, a
-  denoiser trained over the input-only VAR's latents (benchmarks/train_demo.sh paper-diffusion), and how many
-  hidden-side modes its samples show (`modes.paper_recipe`);
+- `paper_diffusion_1` / `paper_diffusion_best_of_N` (with `--paper-diffusion-run`): the same from the paper's full
+  recipe, a denoiser trained over the input-only VAR's latents (benchmarks/train_demo.sh paper-diffusion), and how
+  many hidden-side modes its samples show (`modes.paper_recipe`);
 with Splatter Image's metrics (PSNR per target image, averaged; full and objects only), input view and
 hidden-side views apart, high-frequency energy, diversity, and which hidden-side mode each output shows.
 Two proving grounds (`--modes`): `colour` (hidden sides differ in colour and a small knob; judged by colour) and
@@ -16,8 +16,9 @@ the back and side views, `completions.SHAPE_RULE`). Two splits (`--split`) of he
 trained on: `val` (seed 1000, the 20 inputs every earlier choice was made on: choose here) and `test` (seed 3000,
 24 inputs: report here, choose nothing).
 Writes benchmarks/results/proving_ground_<modes>_<split>.json, a figure of completions and the loss curves, and
-prints a table. Equal compute: the steps of every run are recorded (`steps`); `--baselines` and `--paper-runs` read
-the baselines from other folders than ours (e.g. runs that share our history up to a checkpoint, README "Results").
+prints a table. Equal compute: the steps of every run are recorded (`steps`); `--regression-run`, `--var-paper-run`
+and `--paper-diffusion-run` read the baselines from other folders than ours (e.g. runs that share our history up to a
+checkpoint, README "Results").
 
     python benchmarks/proving_ground.py --modes shape --split val --runs outputs/train-shape/demo
 """
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -58,10 +58,11 @@ SPLITS = {"val": (1_000, 20), "test": (3_000, 24)}
 
 def laplacian_energy(img: torch.Tensor, region: torch.Tensor) -> float:
     """Mean squared Laplacian (high-frequency energy) of images [V, H, W, 3] over a region [V, H, W, 1]."""
+    from nerfstudio_splatdiff.models.losses import laplacian
+
     if region.sum() == 0:
         return float("nan")
-    k = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).to(img)[None, None].repeat(3, 1, 1, 1)
-    lap = F.conv2d(img.permute(0, 3, 1, 2), k, padding=1, groups=3).permute(0, 2, 3, 1)
+    lap = laplacian(img, padding_mode="zeros")
     r = region.to(img.dtype)
     return float(((lap**2).mean(-1, keepdim=True) * r).sum() / r.sum())
 
@@ -155,18 +156,21 @@ def main() -> None:
     ap.add_argument(
         "--run-folder", default="run", help="each run is <runs>/<method>/<this>/ (shipped: checkpoints/demo)"
     )
-    ap.add_argument(
-        "--baselines",
-        type=Path,
-        default=None,
-        help="folder of the regression and input-only VAR runs (default: --runs)",
-    )
-    ap.add_argument(
-        "--paper-runs",
-        type=Path,
-        default=None,
-        help="the paper's full recipe: a folder with splatdiff-diffusion-small/<run-folder> over the input-only VAR",
-    )
+    for key, what in (
+        ("regression", "the regression baseline"),
+        ("var_paper", "the input-only VAR (the paper's stage 1)"),
+        (
+            PAPER_DIFFUSION,
+            "the paper's full recipe: a denoiser over the input-only VAR (train_demo.sh paper-diffusion)",
+        ),
+    ):
+        ap.add_argument(
+            f"--{key.replace('_', '-')}-run",
+            type=Path,
+            default=None,
+            help=f"run folder (with config.yml) of {what}"
+            + ("" if key == PAPER_DIFFUSION else "; default: <runs>/<method>/<run-folder>"),
+        )
     ap.add_argument("--modes", choices=("colour", "shape"), default="colour", help="which proving ground")
     ap.add_argument("--split", choices=tuple(SPLITS), default="val", help="val: choose here; test: report here")
     ap.add_argument("--scenes", type=int, default=None, help="default: the split's own (20 val, 24 test)")
@@ -197,12 +201,18 @@ def main() -> None:
     from nerfstudio_splatdiff.runs import load_inference_model
     from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
-    homes = {"regression": args.baselines or args.runs, "var_paper": args.baselines or args.runs}
-    run_dirs = {k: homes.get(k, args.runs) / m / args.run_folder for k, m in RUN_NAMES.items()}
-    if args.paper_runs is not None:
-        run_dirs[PAPER_DIFFUSION] = args.paper_runs / RUN_NAMES["diffusion"] / args.run_folder
-        if not (run_dirs[PAPER_DIFFUSION] / "config.yml").is_file():
-            raise SystemExit(f"No paper-recipe run at {run_dirs[PAPER_DIFFUSION]}: train_demo.sh paper-diffusion.")
+    run_dirs = {k: args.runs / m / args.run_folder for k, m in RUN_NAMES.items()}
+    for key, given in (("regression", args.regression_run), ("var_paper", args.var_paper_run)):
+        run_dirs[key] = given or run_dirs[key]
+    if args.paper_diffusion_run is not None:
+        run_dirs[PAPER_DIFFUSION] = args.paper_diffusion_run
+    for key, given in (
+        ("regression", args.regression_run),
+        ("var_paper", args.var_paper_run),
+        (PAPER_DIFFUSION, args.paper_diffusion_run),
+    ):
+        if given is not None and not (given / "config.yml").is_file():
+            raise SystemExit(f"No run at {given} (no config.yml) for --{key.replace('_', '-')}-run.")
     configs = {k: d / "config.yml" for k, d in run_dirs.items()}
     models = {k: load_inference_model(c)[0] for k, c in configs.items() if c.is_file()}
     if "diffusion" not in models or "var" not in models:
@@ -284,6 +294,7 @@ def main() -> None:
             geometry["paper_diffusion_1"].append(paper_geometry[0])
             geometry["paper_diffusion_best"].append(max(paper_geometry, key=lambda x: x["shape_score"]))
             entry["paper_sample_modes"] = [item.mode_of(one(out, n)) for n in range(len(out["rgb"]))]
+            paper_hidden = [out["rgb"][k, item.back] for k in range(min(4, len(out["rgb"])))]
         # diffusion: N samples from the input alone
         t0 = time.perf_counter()
         g = diff.generate(batch, args.num_samples, seed=i)
@@ -311,6 +322,7 @@ def main() -> None:
                 [batch["images"][0, 0], samples[0, 0]]
                 + [samples[s, b] for s in range(min(4, len(samples)))]
                 + [mb["images"][0, b] for mb in item.batches]
+                + (paper_hidden if PAPER_DIFFUSION in models else [])
             )
 
     # swap test: scene pairs with different true modes exchange their privileged views
@@ -452,7 +464,8 @@ def main() -> None:
         "figures": {
             "completions": f"{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} "
             "(rows: held-out inputs; columns: input, input view re-rendered by sample 1, hidden side of 4 "
-            "samples, the K true completions)",
+            "samples, the K true completions"
+            + (", then the hidden side of 4 samples of the paper's recipe)" if PAPER_DIFFUSION in models else ")"),
             "losses": f"benchmarks/results/proving_ground_losses_{tag}.png",
         },
     }

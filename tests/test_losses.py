@@ -66,6 +66,43 @@ def test_opacity_regulariser_is_the_mean_opacity_with_an_even_gradient():
     assert torch.allclose(opacities.grad, torch.full_like(opacities, 0.25))
 
 
+def numpy_laplacian(img: np.ndarray) -> np.ndarray:
+    """The 5-point Laplacian of an [H, W] image written out, the border replicated."""
+    p = np.pad(img, 1, mode="edge")
+    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4 * p[1:-1, 1:-1]
+
+
+def test_laplacian_matches_the_five_point_stencil_and_is_zero_on_ramps():
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(2, 9, 7, 3, generator=g, dtype=torch.float64)
+    lap = losses.laplacian(img)
+    for n in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(lap[n, ..., c].numpy(), numpy_laplacian(img[n, ..., c].numpy()), atol=1e-12)
+    yy, xx = torch.meshgrid(torch.arange(9.0).double(), torch.arange(7.0).double(), indexing="ij")
+    ramp = (0.3 + 0.02 * xx - 0.01 * yy)[None, ..., None].repeat(1, 1, 1, 3)
+    assert float(losses.laplacian(ramp)[:, 1:-1, 1:-1].abs().max()) < 1e-12  # the inside of a linear ramp is flat
+
+
+def test_high_frequency_loss_sees_blur_but_not_a_brightness_offset():
+    g = torch.Generator().manual_seed(2)
+    gt = torch.rand(1, 16, 16, 3, generator=g)
+    assert float(losses.high_frequency_loss(gt, gt)) == 0.0
+    assert float(losses.high_frequency_loss(gt + 0.2, gt)) < 1e-6  # an offset: L2 pays, this term does not
+    blurred = torch.nn.functional.avg_pool2d(gt.permute(0, 3, 1, 2), 3, stride=1, padding=1, count_include_pad=False)
+    blurred = blurred.permute(0, 2, 3, 1).requires_grad_(True)
+    value = losses.high_frequency_loss(blurred, gt)
+    expected = np.mean(
+        [
+            np.abs(numpy_laplacian(blurred[0, ..., c].detach().numpy()) - numpy_laplacian(gt[0, ..., c].numpy()))
+            for c in range(3)
+        ]
+    )
+    assert math.isclose(float(value), float(expected), rel_tol=1e-5) and float(value) > 0.1
+    value.backward()
+    assert blurred.grad is not None and float(blurred.grad.abs().sum()) > 0
+
+
 def test_lpips_plumbing_and_missing_weights(monkeypatch, tmp_path):
     net = losses.LPIPS("alex", random_backbone_for_tests=True)  # random backbone: plumbing only, never for numbers
     x = torch.rand(2, 32, 32, 3)

@@ -35,6 +35,7 @@ LOSS_WEIGHTS = (
     "ssim_weight",
     "kl_weight",
     "lpips_weight",
+    "hf_weight",
     "mask_weight",
     "scale_reg_weight",
     "opacity_reg_weight",
@@ -55,6 +56,9 @@ class ReconstructorModelConfig(SceneModelConfig):
     """LPIPS weight from `lpips_start_step` on (the paper's second phase); 0 trains without LPIPS."""
     lpips_start_step: int = 100_000
     lpips_net: losses.LpipsNet = "vgg"
+    hf_weight: float = 0.0
+    """Weight of the high-frequency loss (L1 between the Laplacians of render and image, `losses.high_frequency_loss`):
+    sharpness without LPIPS's downloaded weights. 0 trains without it."""
     mask_weight: float = 0.0
     """Weight of an L1 loss between the rendered opacity and the object masks in every view (data with masks). On a
     plain background nothing else stops transparent, background-coloured haze, which is free photometrically but
@@ -187,6 +191,8 @@ class ReconstructorModel(SceneModel):
         gt = batch["images"].flatten(0, 1)
         photo, _ = losses.photometric_loss(pred, gt, c.l2_weight, c.ssim_weight)
         loss_dict = {"photometric": photo}
+        if c.hf_weight > 0:
+            loss_dict["hf"] = c.hf_weight * losses.high_frequency_loss(pred, gt)
         if c.mask_weight > 0 and "masks" in batch:
             loss_dict["mask"] = c.mask_weight * (outputs["accumulation"] - batch["masks"]).abs().mean()
         if self.is_var and c.kl_weight > 0:
