@@ -19,19 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PRIVILEGED_PREFIX = "_model.net.privileged."
-"""Pipeline-state prefix of the VAR's privileged branch (models/privileged.py)."""
-
-
-def without_privileged_branch(state: dict) -> tuple[dict, int]:
-    """The checkpoint dict with the privileged branch's weights removed, and how many tensors that removed."""
-    pipeline = state["pipeline"]
-    kept = {k: v for k, v in pipeline.items() if not k.startswith(PRIVILEGED_PREFIX)}
-    return {**state, "pipeline": kept}, len(pipeline) - len(kept)
-
 
 def main() -> None:
     from nerfstudio_splatdiff.errors import SplatdiffError, install_one_line_errors
+    from nerfstudio_splatdiff.runs import without_privileged_branch
     from nerfstudio_splatdiff.safety import atomic_torch_save, load_checkpoint_file
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -41,9 +32,9 @@ def main() -> None:
     install_one_line_errors()
     if args.output.exists():
         raise SplatdiffError(f"{args.output} already exists: pass a new folder (this writes one, never into one).")
-    stripped, removed = without_privileged_branch(load_checkpoint_file(args.checkpoint))
-    if removed == 0:
-        raise SplatdiffError(f"{args.checkpoint} has no privileged branch: it is an input-only VAR already.")
+    state = load_checkpoint_file(args.checkpoint)
+    stripped = {**state, "pipeline": without_privileged_branch(state["pipeline"])}
+    removed = len(state["pipeline"]) - len(stripped["pipeline"])
     out = args.output / "nerfstudio_models" / args.checkpoint.name
     out.parent.mkdir(parents=True)
     atomic_torch_save(stripped, out)

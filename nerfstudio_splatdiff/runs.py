@@ -79,6 +79,21 @@ def load_model_state(model: torch.nn.Module, pipeline_state: Dict[str, torch.Ten
         )
 
 
+PRIVILEGED_PREFIXES = ("_model.net.privileged.", EMA_PREFIX + "module.privileged.")
+"""Pipeline-state prefixes of a VAR's privileged branch (models/privileged.py): the trained network's and its EMA's."""
+
+
+def without_privileged_branch(pipeline_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A privileged-view VAR's pipeline state without the privileged branch: every other weight of the network, as an
+    input-only VAR of the same options (`privileged_view` off, the same `global_code`) loads it. The paper's recipe
+    at equal compute starts from our checkpoint this way (benchmarks/paper_recipe_init.py). One clear error when
+    there is no branch to remove."""
+    kept = {k: v for k, v in pipeline_state.items() if not k.startswith(PRIVILEGED_PREFIXES)}
+    if len(kept) == len(pipeline_state):
+        raise SplatdiffError("The checkpoint has no privileged branch: it is an input-only VAR already; load it as is.")
+    return kept
+
+
 def _find_relative(path: Path, config_path: Path) -> Path:
     """A path recorded relative to where training ran: as given if it exists, else against the config's parents."""
     if path.is_absolute() or path.exists():

@@ -145,7 +145,7 @@ def test_more_target_views_than_the_scenes_have_frames_is_refused_before_the_fir
 
 
 # -- checkpoints and runs ------------------------------------------------------------------------------------------
-def _tiny_var_model(width: int):
+def _tiny_var_model(width: int, **network_options):
     from nerfstudio.data.scene_box import SceneBox
 
     from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
@@ -156,6 +156,7 @@ def _tiny_var_model(width: int):
         norm_num_groups=4,
         layers_per_block=1,
         mid_block_attention=False,
+        **network_options,
     )
     config = ReconstructorModelConfig(network=network, image_size=32, lpips_weight=0.0)
     box = SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]))
@@ -172,6 +173,23 @@ def test_a_checkpoint_of_other_widths_is_refused_in_one_line_not_one_per_tensor(
     message = str(e.value)
     assert "\n" not in message and "size mismatch" not in message and "config.yml of the run that wrote it" in message
     load_model_state(model, {f"_model.{k}": v for k, v in model.state_dict().items()})  # its own weights load
+
+
+def test_an_input_only_var_starts_from_a_privileged_checkpoint_once_the_branch_is_removed():
+    from nerfstudio_splatdiff.runs import load_model_state, without_privileged_branch
+
+    ours = _tiny_var_model(8, privileged_view=True, privileged_width=8, privileged_grid=4, global_code=True)
+    paper = _tiny_var_model(8, privileged_view=False, global_code=True)
+    state = {f"_model.{k}": v for k, v in ours.state_dict().items()}
+    with pytest.raises(SplatdiffError, match="does not match the model"):
+        load_model_state(paper, state)  # the branch's weights have nowhere to go
+    stripped = without_privileged_branch(state)
+    assert stripped and all("privileged" not in k for k in stripped) and len(stripped) < len(state)
+    load_model_state(paper, stripped)
+    for k, v in paper.state_dict().items():  # every weight the input-only VAR has is ours
+        assert torch.equal(v, ours.state_dict()[k]), k
+    with pytest.raises(SplatdiffError, match="no privileged branch"):
+        without_privileged_branch(stripped)
 
 
 def test_slim_run_of_the_shipped_diffusion_run_works_from_another_working_folder(tmp_path, monkeypatch):
