@@ -13,6 +13,7 @@
 # every completion, so the VAR can only learn the hidden side from its privileged view). VAR_INIT and
 # DIFFUSION_INIT (a checkpoint, e.g. a shipped slim one) warm-start a stage that has no checkpoint of its own yet: its
 # weights and step, so the stage's step count includes the init's. VAR_FLAGS / DIFFUSION_FLAGS: extra ns-train flags.
+# BASELINES: which baselines the baselines stage trains (default "input-only regression").
 # INPUT_ONLY_INIT / INPUT_ONLY_FLAGS do the same for the baselines stage's input-only VAR (the paper's recipe at equal
 # compute: benchmarks/paper_recipe_init.py), and `paper-diffusion` trains a denoiser over that VAR's latents.
 set -euo pipefail
@@ -30,6 +31,7 @@ VAR_INIT=${VAR_INIT:-}
 DIFFUSION_INIT=${DIFFUSION_INIT:-}
 read -r -a VAR_FLAGS <<<"${VAR_FLAGS:-}"
 read -r -a DIFFUSION_FLAGS <<<"${DIFFUSION_FLAGS:-}"
+BASELINES=${BASELINES:-input-only regression}
 INPUT_ONLY_INIT=${INPUT_ONLY_INIT:-}
 read -r -a INPUT_ONLY_FLAGS <<<"${INPUT_ONLY_FLAGS:-}"
 RUNS=$OUT/demo
@@ -82,8 +84,13 @@ stage() {
     ;;
   var) train splatdiff-var-small "$VAR_STEPS" "$VAR_INIT" "${VAR_FLAGS[@]}" ;;
   baselines)
-    train splatdiff-var-small-input-only "$BASELINE_STEPS" "$INPUT_ONLY_INIT" "${INPUT_ONLY_FLAGS[@]}"
-    train splatdiff-regression-small "$BASELINE_STEPS" ""
+    for b in $BASELINES; do
+      case $b in
+      input-only) train splatdiff-var-small-input-only "$BASELINE_STEPS" "$INPUT_ONLY_INIT" "${INPUT_ONLY_FLAGS[@]}" ;;
+      regression) train splatdiff-regression-small "$BASELINE_STEPS" "" ;;
+      *) echo "unknown baseline '$b' in BASELINES: use input-only and/or regression" >&2; exit 2 ;;
+      esac
+    done
     ;;
   diffusion)
     train splatdiff-diffusion-small "$DIFFUSION_STEPS" "$DIFFUSION_INIT" "${DIFFUSION_FLAGS[@]}" \
