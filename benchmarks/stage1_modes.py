@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import device_label, latest_step  # noqa: E402
-from proving_ground import SPLITS, geometry_vs_truth, per_image_psnr  # noqa: E402
+from proving_ground import SPLITS, geometry_vs_truth, laplacian_energy, per_image_psnr  # noqa: E402
 
 
 @torch.no_grad()
@@ -65,6 +65,7 @@ def main() -> None:
     from rich.console import Console
 
     from nerfstudio_splatdiff.completions import held_out_inputs
+    from nerfstudio_splatdiff.data.multiscene import hidden_side_frames
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
     from nerfstudio_splatdiff.runs import load_inference_model
 
@@ -78,6 +79,7 @@ def main() -> None:
         : args.scenes
     ]
     follows, right, gaps, pooled_gaps, stds, rows, geometry, psnr_in = [], [], [], [], [], [], [], []
+    hf: dict[str, list[tuple[float, float]]] = {"input": [], "hidden": []}  # (render, truth) per input
     judged: dict[int, list[int]] = {k: [] for k in range(3)}  # forced mode -> the modes its renders were judged
     for item in items:
         batch = item.batch
@@ -98,6 +100,11 @@ def main() -> None:
                 geometry.append(geometry_vs_truth(item, rendered))
                 m = batch["masks"][0, :1]
                 psnr_in.append(per_image_psnr(rendered["rgb"][:1] * m, batch["images"][0, :1] * m)[0])
+                hidden = [v for v in hidden_side_frames(batch["c2w"][0]) if v > 0]
+                for part, vs in (("input", [0]), ("hidden", hidden)):
+                    region = batch["masks"][0, vs] > 0.5
+                    truth = laplacian_energy(batch["images"][0, vs], region)
+                    hf[part].append((laplacian_energy(rendered["rgb"][vs], region), truth))
             means.append(out["latent_mean"][0])
             stds.append(float(torch.exp(0.5 * out["latent_logvar"]).mean()))
         rows.append(row)
@@ -121,6 +128,10 @@ def main() -> None:
         "proving_ground": args.modes,
         "split": args.split,
         "psnr_objects_input": float(np.mean(psnr_in)),
+        **{  # how many times less high-frequency energy the render has than the truth (proving_ground.py's measure)
+            f"hf_energy_{part}_below_truth": float(np.nanmean([t for _, t in v]) / np.nanmean([r for r, _ in v]))
+            for part, v in hf.items()
+        },
         **{key: float(np.nanmean([g[key] for g in geometry])) for key in geometry[0]},
         "note": args.note,
     }
