@@ -17,6 +17,9 @@
 # INPUT_ONLY_INIT / INPUT_ONLY_FLAGS do the same for the baselines stage's input-only VAR (the paper's recipe at equal
 # compute: benchmarks/paper_recipe_init.py), and `paper-diffusion` trains a denoiser over that VAR's latents.
 set -euo pipefail
+# The whole script is one function, parsed before it runs: editing this file while a stage trains cannot change what
+# the running script does next.
+main() {
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
 DATA=${DATA:-data/proving}
@@ -113,3 +116,5 @@ stage() {
 }
 
 for s in "${@:-all}"; do stage "$s"; done
+}
+main "$@"
