@@ -202,17 +202,15 @@ def main() -> None:
     from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
     run_dirs = {k: args.runs / m / args.run_folder for k, m in RUN_NAMES.items()}
-    for key, given in (("regression", args.regression_run), ("var_paper", args.var_paper_run)):
-        run_dirs[key] = given or run_dirs[key]
-    if args.paper_diffusion_run is not None:
-        run_dirs[PAPER_DIFFUSION] = args.paper_diffusion_run
     for key, given in (
         ("regression", args.regression_run),
         ("var_paper", args.var_paper_run),
         (PAPER_DIFFUSION, args.paper_diffusion_run),
     ):
-        if given is not None and not (given / "config.yml").is_file():
-            raise SystemExit(f"No run at {given} (no config.yml) for --{key.replace('_', '-')}-run.")
+        if given is not None:
+            if not (given / "config.yml").is_file():
+                raise SystemExit(f"No run at {given} (no config.yml) for --{key.replace('_', '-')}-run.")
+            run_dirs[key] = given
     configs = {k: d / "config.yml" for k, d in run_dirs.items()}
     models = {k: load_inference_model(c)[0] for k, c in configs.items() if c.is_file()}
     if "diffusion" not in models or "var" not in models:

@@ -45,7 +45,7 @@ def laplacian(img: Float[Tensor, "N H W C"], padding_mode: str = "replicate") ->
     C = img.shape[-1]
     k = torch.tensor(LAPLACIAN_KERNEL, dtype=img.dtype, device=img.device)[None, None].repeat(C, 1, 1, 1)
     x = img.permute(0, 3, 1, 2)
-    x = F.pad(x, (1, 1, 1, 1), mode=padding_mode) if padding_mode != "zeros" else F.pad(x, (1, 1, 1, 1))
+    x = F.pad(x, (1, 1, 1, 1), mode="constant" if padding_mode == "zeros" else padding_mode)
     return F.conv2d(x, k, groups=C).permute(0, 2, 3, 1)
 
 
