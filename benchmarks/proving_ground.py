@@ -18,7 +18,10 @@ trained on: `val` (seed 1000, the 20 inputs every earlier choice was made on: ch
 Writes benchmarks/results/proving_ground_<modes>_<split>.json, a figure of completions and the loss curves, and
 prints a table. Equal compute: the steps of every run are recorded (`steps`); `--regression-run`, `--var-paper-run`
 and `--paper-diffusion-run` read the baselines from other folders than ours (e.g. runs that share our history up to a
-checkpoint, README "Results").
+checkpoint, README "Results"). `--carry-from` copies the rows of baselines whose runs are not at hand (training runs are
+not kept between machines) from an earlier JSON of the same ground, split, inputs and sampler, and says so under
+`carried`, with how closely the rows scored again reproduce that file. Keys this script does not write (`selection`,
+the record of what was chosen) are kept from the JSON it replaces.
 
     python benchmarks/proving_ground.py --modes shape --split val --runs outputs/train-shape/demo
 """
@@ -149,6 +152,65 @@ def loss_curves(run_dirs: dict[str, Path], out_png: Path) -> dict:
     return info
 
 
+def read_carry_from(path: Path, modes: str, split: str) -> dict:
+    """The earlier proving-ground JSON rows are carried from; one clear line if it cannot be used."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--carry-from {path} cannot be read as a proving-ground JSON ({e}).") from None
+    if not isinstance(previous, dict) or not {"metrics", "steps", "runs", "modes", "data", "sampler"} <= set(previous):
+        raise SystemExit(
+            f"--carry-from {path} is not a proving-ground JSON (benchmarks/proving_ground.py writes them)."
+        )
+    if (previous.get("proving_ground"), previous.get("split")) != (modes, split):
+        raise SystemExit(
+            f"--carry-from {path} is the {previous.get('proving_ground')} ground's {previous.get('split')} split, "
+            f"not --modes {modes} --split {split}."
+        )
+    return previous
+
+
+CARRIED_ROWS = {
+    "regression": ("regression",),
+    "var_paper": ("var_paper",),
+    PAPER_DIFFUSION: ("paper_diffusion_1", "paper_diffusion_best_of_{N}"),
+}
+"""Per baseline run, the metric rows it gives (N: samples per input)."""
+
+
+def carry_rows(previous: dict, path: Path, models: dict, per_input: list, metrics: dict, N: int) -> dict:
+    """Copies into `metrics` and `per_input` the rows of the baselines that `previous` scored and that are not loaded
+    now; returns the record of what was carried and how closely the rows scored again match `previous`."""
+    by_scene = {e["scene"]: e for e in previous["modes"]["per_input"]}
+    reproduced = {
+        k: max(
+            (abs(v - previous["metrics"][k][m]) for m, v in row.items() if m in previous["metrics"][k]), default=None
+        )
+        for k, row in metrics.items()
+        if k in previous["metrics"]
+    }
+    rows = {}
+    for run, names in CARRIED_ROWS.items():
+        names = tuple(name.format(N=N) for name in names)
+        if run in models or run not in previous["steps"] or not all(n in previous["metrics"] for n in names):
+            continue
+        for e in per_input:
+            old = by_scene[e["scene"]]
+            if run == PAPER_DIFFUSION:
+                e["paper_sample_modes"] = old["paper_sample_modes"]
+            else:
+                e["baselines"][run] = old["baselines"][run]
+        metrics.update({name: previous["metrics"][name] for name in names})
+        rows[run] = {"metric_rows": list(names), "steps": previous["steps"][run], "run": previous["runs"][run]}
+    return {
+        "from": f"{path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path} "
+        f"({previous['date']})",
+        "rows": rows,
+        "why": "these runs were not at hand (training runs are not kept between machines); same inputs and sampler",
+        "reproduced_rows_max_abs_diff": reproduced,
+    }
+
+
 @torch.no_grad()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,6 +233,12 @@ def main() -> None:
             help=f"run folder (with config.yml) of {what}"
             + ("" if key == PAPER_DIFFUSION else "; default: <runs>/<method>/<run-folder>"),
         )
+    ap.add_argument(
+        "--carry-from",
+        type=Path,
+        default=None,
+        help="an earlier proving_ground_<modes>_<split>.json: rows of baselines not loaded now are copied from it",
+    )
     ap.add_argument("--modes", choices=("colour", "shape"), default="colour", help="which proving ground")
     ap.add_argument("--split", choices=tuple(SPLITS), default="val", help="val: choose here; test: report here")
     ap.add_argument("--scenes", type=int, default=None, help="default: the split's own (20 val, 24 test)")
@@ -211,6 +279,7 @@ def main() -> None:
             if not (given / "config.yml").is_file():
                 raise SystemExit(f"No run at {given} (no config.yml) for --{key.replace('_', '-')}-run.")
             run_dirs[key] = given
+    previous = read_carry_from(args.carry_from, args.modes, args.split) if args.carry_from else None
     configs = {k: d / "config.yml" for k, d in run_dirs.items()}
     models = {k: load_inference_model(c)[0] for k, c in configs.items() if c.is_file()}
     if "diffusion" not in models or "var" not in models:
@@ -223,10 +292,27 @@ def main() -> None:
             d.config.eta = args.eta
     size = diff.config.image_size
     num_modes = 3
+    N = args.num_samples
+    sampler = (
+        f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
+        f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}, eta {diff.config.eta}"
+    )
+    if previous is not None and previous["sampler"] != sampler:
+        raise SystemExit(
+            f"--carry-from {args.carry_from} was sampled with '{previous['sampler']}', not '{sampler}': pass the "
+            "same --num-samples / --eta / --guidance-weight, or score every run again."
+        )
     inputs = held_out_inputs(
         args.work, args.scenes, seed, size, num_modes, cache=args.work / "cache", mode_kind=args.modes
     )
     n = len(inputs)
+    data = (
+        f"{n} held-out proving-ground scenes (splatdiff-make-procedural --kind object --modes {args.modes} "
+        f"--seed {seed}), {size}x{size}, input frame 0, targets frames {EVAL_FRAMES[1:]}, K={num_modes} forced-mode "
+        "copies"
+    )
+    if previous is not None and previous["data"] != data:
+        raise SystemExit(f"--carry-from {args.carry_from} scored other inputs ({previous['data']}): pass its --scenes.")
     row_names = ("regression", "var_paper", "var", "diffusion_1", "diffusion_best")
     row_names += ("paper_diffusion_1", "paper_diffusion_best")
     rows: dict[str, list] = {k: [] for k in row_names}
@@ -263,6 +349,7 @@ def main() -> None:
         batch, b, judge, true_mode = item.batch, item.back, item.judge, item.true_mode
         hidden = [v for v in hidden_side_frames(batch["c2w"][0]) if v > 0]
         entry = {"scene": item.name, "true_mode": true_mode, "baselines": {}}
+        baseline_hidden = []
         for name in ("regression", "var_paper"):
             if name in models:
                 out = render_all(models[name], reconstruct(name, batch), batch)
@@ -270,6 +357,8 @@ def main() -> None:
                 rows[name].append(scores(pred, batch, hidden))
                 entry["baselines"][name] = item.mode_of(one(out, 0))
                 geometry[name].append(geometry_vs_truth(item, one(out, 0)))
+                if name == "regression":
+                    baseline_hidden.append(out["rgb"][0, b])
         # var: the true privileged view (an oracle), then every forced mode's privileged view
         out = render_all(models["var"], reconstruct("var", batch, privileged_inputs(batch)), batch)
         pred = out["rgb"][0]
@@ -321,6 +410,7 @@ def main() -> None:
                 + [samples[s, b] for s in range(min(4, len(samples)))]
                 + [mb["images"][0, b] for mb in item.batches]
                 + (paper_hidden if PAPER_DIFFUSION in models else [])
+                + baseline_hidden
             )
 
     # swap test: scene pairs with different true modes exchange their privileged views
@@ -336,7 +426,6 @@ def main() -> None:
         v = np.array([r[key] for r in rs], dtype=np.float64)
         return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
-    N = args.num_samples
     best_key = f"diffusion_best_of_{N}"
     metrics = {
         (k.replace("diffusion_best", f"diffusion_best_of_{N}") if k.endswith("diffusion_best") else k): {
@@ -346,6 +435,7 @@ def main() -> None:
         for k, rs in rows.items()
         if rs
     }
+    carried = carry_rows(previous, args.carry_from, models, per_input, metrics, N) if previous is not None else None
     distinct = [len({m for m in e["sample_modes"] if m >= 0}) for e in per_input]
     all_modes = [m for e in per_input for m in e["sample_modes"]]
     histogram = {str(k): int(sum(m == k for m in all_modes)) for k in range(-1, num_modes)}
@@ -353,9 +443,9 @@ def main() -> None:
     shares = [histogram[str(k)] / max(len(all_modes), 1) for k in range(num_modes)]
     run_info = loss_curves(run_dirs, args.out_dir / f"proving_ground_losses_{tag}.png")
     none_share = {
-        name: float(np.mean([e["baselines"].get(name, 0) == -1 for e in per_input]))
+        name: float(np.mean([e["baselines"][name] == -1 for e in per_input]))
         for name in ("regression", "var_paper")
-        if name in models
+        if all(name in e["baselines"] for e in per_input)
     }
     hf = {k: v["hf_energy_hidden"] for k, v in metrics.items()}
     targets = {
@@ -384,7 +474,7 @@ def main() -> None:
                 iou["hidden_depth_error"] <= err["hidden_depth_error"] - GEOMETRY_MARGINS["hidden_depth_error"]
             )
     paper_modes = None
-    if PAPER_DIFFUSION in models:
+    if all("paper_sample_modes" in e for e in per_input):
         paper_all = [m for e in per_input for m in e["paper_sample_modes"]]
         paper_modes = {
             "histogram": {str(k): int(sum(m == k for m in paper_all)) for k in range(-1, num_modes)},
@@ -407,15 +497,15 @@ def main() -> None:
         if args.split == "val"
         else "test: reported only; nothing was chosen on these inputs",
         "note": args.note,
-        "data": f"{n} held-out proving-ground scenes (splatdiff-make-procedural --kind object --modes {args.modes} "
-        f"--seed {seed}), "
-        f"{size}x{size}, input frame 0, targets frames {EVAL_FRAMES[1:]}, K={num_modes} forced-mode copies",
-        "steps": {k: latest_step(c) + 1 for k, c in configs.items() if c.is_file()},
-        "runs": {k: str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d) for k, d in run_dirs.items()},
+        "data": data,
+        "steps": {k: latest_step(c) + 1 for k, c in configs.items() if c.is_file()}
+        | {k: c["steps"] for k, c in (carried or {}).get("rows", {}).items()},
+        "runs": {k: str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d) for k, d in run_dirs.items()}
+        | {k: c["run"] for k, c in (carried or {}).get("rows", {}).items()},
+        "carried": carried,
         "geometry_margins": GEOMETRY_MARGINS,
         "seconds_per_step": {k: v["seconds_per_step"] for k, v in run_info.items()},
-        "sampler": f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
-        f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}, eta {diff.config.eta}",
+        "sampler": sampler,
         "seconds_per_sample": float(np.mean(seconds)),
         "metrics": metrics,
         "hf_energy_hidden_gt": float(np.nanmean(hf_gt)),
@@ -463,11 +553,16 @@ def main() -> None:
             "completions": f"{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} "
             "(rows: held-out inputs; columns: input, input view re-rendered by sample 1, hidden side of 4 "
             "samples, the K true completions"
-            + (", then the hidden side of 4 samples of the paper's recipe)" if PAPER_DIFFUSION in models else ")"),
+            + (", then the hidden side of 4 samples of the paper's recipe" if PAPER_DIFFUSION in models else "")
+            + (", then the regression's hidden side" if "regression" in models else "")
+            + ")",
             "losses": f"benchmarks/results/proving_ground_losses_{tag}.png",
         },
     }
-    (args.out_dir / f"proving_ground_{tag}.json").write_text(json.dumps(result, indent=2))
+    out_json = args.out_dir / f"proving_ground_{tag}.json"
+    if out_json.is_file():  # keep what this script does not write (the selection record)
+        result |= {k: v for k, v in json.loads(out_json.read_text()).items() if k not in result}
+    out_json.write_text(json.dumps(result, indent=2))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.figure, contact_sheet(fig))
     table = Table(title=f"proving ground ({n} held-out inputs, {result['device']}, {result['date']})")

@@ -16,6 +16,8 @@
 # BASELINES: which baselines the baselines stage trains (default "input-only regression").
 # INPUT_ONLY_INIT / INPUT_ONLY_FLAGS do the same for the baselines stage's input-only VAR (the paper's recipe at equal
 # compute: benchmarks/paper_recipe_init.py), and `paper-diffusion` trains a denoiser over that VAR's latents.
+# REGRESSION_INIT / REGRESSION_FLAGS: the same for its regression baseline (e.g. a regression trained on the colour
+# ground, carried on to the shape ground like our VAR).
 set -euo pipefail
 # The whole script is one function, parsed before it runs: editing this file while a stage trains cannot change what
 # the running script does next.
@@ -37,6 +39,8 @@ read -r -a DIFFUSION_FLAGS <<<"${DIFFUSION_FLAGS:-}"
 BASELINES=${BASELINES:-input-only regression}
 INPUT_ONLY_INIT=${INPUT_ONLY_INIT:-}
 read -r -a INPUT_ONLY_FLAGS <<<"${INPUT_ONLY_FLAGS:-}"
+REGRESSION_INIT=${REGRESSION_INIT:-}
+read -r -a REGRESSION_FLAGS <<<"${REGRESSION_FLAGS:-}"
 RUNS=$OUT/demo
 
 last_step() {  # newest saved step of a run folder, or -1
@@ -90,7 +94,7 @@ stage() {
     for b in $BASELINES; do
       case $b in
       input-only) train splatdiff-var-small-input-only "$BASELINE_STEPS" "$INPUT_ONLY_INIT" "${INPUT_ONLY_FLAGS[@]}" ;;
-      regression) train splatdiff-regression-small "$BASELINE_STEPS" "" ;;
+      regression) train splatdiff-regression-small "$BASELINE_STEPS" "$REGRESSION_INIT" "${REGRESSION_FLAGS[@]}" ;;
       *) echo "unknown baseline '$b' in BASELINES: use input-only and/or regression" >&2; exit 2 ;;
       esac
     done

@@ -1,0 +1,99 @@
+"""benchmarks/proving_ground.py --carry-from: rows of baselines whose runs are gone are copied from an earlier JSON of
+the same ground and split (and nothing else is), with a record of what was carried and how well the rows scored again
+reproduce that file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _proving_ground():
+    spec = importlib.util.spec_from_file_location("proving_ground", ROOT / "benchmarks" / "proving_ground.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _previous(tmp_path: Path) -> tuple[Path, dict]:
+    previous = {
+        "proving_ground": "shape",
+        "split": "test",
+        "date": "2026-12-03",
+        "data": "2 scenes",
+        "sampler": "ddim",
+        "steps": {"var": 10, "diffusion": 5, "var_paper": 10, "paper_diffusion": 5},
+        "runs": {"var_paper": "outputs/gone/var", "paper_diffusion": "outputs/gone/diffusion"},
+        "metrics": {
+            "var": {"psnr": 20.0, "hidden_silhouette_iou": 0.8},
+            "var_paper": {"psnr": 18.0, "hidden_silhouette_iou": 0.7},
+            "paper_diffusion_1": {"psnr": 17.0},
+            "paper_diffusion_best_of_3": {"psnr": 19.0},
+        },
+        "modes": {
+            "per_input": [
+                {"scene": "a", "baselines": {"var_paper": -1}, "paper_sample_modes": [0, 0, -1]},
+                {"scene": "b", "baselines": {"var_paper": 2}, "paper_sample_modes": [1, -1, -1]},
+            ]
+        },
+    }
+    path = tmp_path / "proving_ground_shape_test.json"
+    path.write_text(json.dumps(previous))
+    return path, previous
+
+
+def test_rows_of_runs_not_loaded_are_carried_and_scored_rows_are_compared(tmp_path: Path) -> None:
+    pg = _proving_ground()
+    path, _ = _previous(tmp_path)
+    previous = pg.read_carry_from(path, "shape", "test")
+    metrics = {"var": {"psnr": 20.25, "hidden_silhouette_iou": 0.8}, "regression": {"psnr": 15.0}}
+    per_input = [{"scene": "b", "baselines": {"regression": 1}}, {"scene": "a", "baselines": {"regression": -1}}]
+    models = {"var": object(), "diffusion": object(), "regression": object()}
+
+    carried = pg.carry_rows(previous, path, models, per_input, metrics, 3)
+
+    assert set(carried["rows"]) == {"var_paper", "paper_diffusion"}
+    assert carried["rows"]["paper_diffusion"]["metric_rows"] == ["paper_diffusion_1", "paper_diffusion_best_of_3"]
+    assert carried["rows"]["var_paper"] == {"metric_rows": ["var_paper"], "steps": 10, "run": "outputs/gone/var"}
+    assert metrics["var_paper"]["psnr"] == 18.0 and metrics["paper_diffusion_best_of_3"]["psnr"] == 19.0
+    assert metrics["var"]["psnr"] == 20.25  # a row scored now is never overwritten
+    # per-input modes follow the scene, not the position
+    assert per_input[0]["baselines"] == {"regression": 1, "var_paper": 2}
+    assert per_input[1]["paper_sample_modes"] == [0, 0, -1]
+    assert carried["reproduced_rows_max_abs_diff"] == {"var": pytest.approx(0.25)}
+
+
+def test_a_run_loaded_now_is_scored_not_carried(tmp_path: Path) -> None:
+    pg = _proving_ground()
+    path, previous = _previous(tmp_path)
+    metrics = {"var_paper": {"psnr": 18.5, "hidden_silhouette_iou": 0.7}}
+    per_input = [{"scene": "a", "baselines": {"var_paper": 0}}, {"scene": "b", "baselines": {"var_paper": 0}}]
+    carried = pg.carry_rows(previous, path, {"var_paper": object()}, per_input, metrics, 3)
+    assert set(carried["rows"]) == {"paper_diffusion"}
+    assert metrics["var_paper"]["psnr"] == 18.5 and per_input[0]["baselines"]["var_paper"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "modes", "split", "says"),
+    [
+        (None, "shape", "val", "not --modes shape --split val"),
+        (None, "colour", "test", "not --modes colour --split test"),
+        ("{not json", "shape", "test", "cannot be read"),
+        ('{"metrics": {}}', "shape", "test", "is not a proving-ground JSON"),
+    ],
+)
+def test_an_unusable_carry_file_is_refused_in_one_line(
+    tmp_path: Path, text: str | None, modes: str, split: str, says: str
+) -> None:
+    pg = _proving_ground()
+    path, _ = _previous(tmp_path)
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        pg.read_carry_from(path, modes, split)
+    assert says in str(e.value) and "\n" not in str(e.value)
