@@ -10,6 +10,9 @@ scenes it drew, so a run can be checked to have kept its ranks in step on disjoi
 Before anything is set up it refuses, in one line, the options of nerfstudio's own configs that cannot work
 (`check_trainer_options`: no training steps, a learning rate that is not a positive number).
 
+A resumed or warm-started run's progress line counts to the step it will stop at (nerfstudio's counts to
+`--max-num-iterations` from step 0, so a resumed run showed over 100% and an ETA of "23 h 59 m").
+
 The method configs point their TrainerConfig's `_target` here; everything else is nerfstudio's Trainer.
 """
 
@@ -87,6 +90,19 @@ class SplatdiffTrainer(Trainer):
     def __init__(self, config: Any, local_rank: int = 0, world_size: int = 1) -> None:
         check_trainer_options(config)
         super().__init__(config, local_rank, world_size)
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """nerfstudio's set-up (which loads a checkpoint), then the progress line counted from the loaded step."""
+        super().setup(*args, **kwargs)
+        self.count_progress_from_start()
+
+    def count_progress_from_start(self) -> None:
+        """Make the console's "% done" and ETA count to the step this run stops at: nerfstudio trains
+        `max_num_iterations` steps after the step it starts at, but measures progress against step 0."""
+        from nerfstudio.utils.writer import GLOBAL_BUFFER
+
+        if "max_iter" in GLOBAL_BUFFER:
+            GLOBAL_BUFFER["max_iter"] = self._start_step + self.config.max_num_iterations
 
     def _load_checkpoint(self) -> None:
         load_dir, load_checkpoint = self.config.load_dir, self.config.load_checkpoint

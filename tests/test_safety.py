@@ -455,6 +455,20 @@ def test_a_weights_only_checkpoint_warm_starts_training_with_fresh_optimiser_sta
     assert "weights only" in capsys.readouterr().out
 
 
+def test_a_resumed_runs_progress_counts_to_the_step_it_stops_at(monkeypatch):
+    from nerfstudio.utils import writer
+
+    from nerfstudio_splatdiff.trainer import SplatdiffTrainer
+
+    monkeypatch.setitem(writer.GLOBAL_BUFFER, "max_iter", 500)  # what nerfstudio sets: --max-num-iterations
+    trainer = SplatdiffTrainer.__new__(SplatdiffTrainer)
+    trainer.config = SimpleNamespace(max_num_iterations=500)
+    trainer._start_step = 2501  # resumed after step 2500: trains steps 2501..3000
+    trainer.count_progress_from_start()
+    assert writer.GLOBAL_BUFFER["max_iter"] == 3001
+    assert 0.99 < 3000 / writer.GLOBAL_BUFFER["max_iter"] <= 1.0  # the last step reads ~100%, never more
+
+
 def test_bad_frames_and_set_list_entries_are_skipped_and_listed(tmp_path):
     data = tmp_path / "data"
     cat = write_co3d_fixture(data, sequences=2, frames=6)
