@@ -94,6 +94,50 @@ def without_privileged_branch(pipeline_state: Dict[str, torch.Tensor]) -> Dict[s
     return kept
 
 
+OUTPUT_LAYER_SUFFIXES = ("decoder.conv_out.weight", "decoder.conv_out.bias")
+"""A VAR's Splatter Image output layer (the decoder's last convolution: M x 15 channels), in the network and its EMA."""
+
+
+def with_more_gaussians_per_pixel(
+    pipeline_state: Dict[str, torch.Tensor], new_m: int, opacity_bias: float, seed: int = 0
+) -> Tuple[Dict[str, torch.Tensor], int]:
+    """A VAR's pipeline state whose output layer predicts `new_m` Gaussians per pixel instead of its own M: the M it
+    has keep their weights, the new ones get the Splatter Image initialisation (models/splatter_head.py) except that
+    their opacity is the constant sigmoid(`opacity_bias`) (zero weights), so they start nearly transparent and the
+    renders nearly unchanged. It lets an M ablation
+    warm-start from a trained checkpoint instead of training from the start (benchmarks/more_gaussians_init.py).
+    Returns the state and the old M; one clear error when there is no output layer or M would not grow."""
+    from nerfstudio_splatdiff.models.splatter_head import (
+        CHANNELS_PER_GAUSSIAN,
+        LAYOUT,
+        SplatterHead,
+        SplatterHeadConfig,
+    )
+
+    keys = [k for k in pipeline_state if k.endswith(OUTPUT_LAYER_SUFFIXES)]
+    if not keys:
+        raise SplatdiffError("The checkpoint has no VAR output layer (decoder.conv_out): pass a splatdiff-var run's.")
+    old_channels = pipeline_state[keys[0]].shape[0]
+    old_m = old_channels // CHANNELS_PER_GAUSSIAN
+    if new_m <= old_m:
+        raise SplatdiffError(f"The checkpoint has {old_m} Gaussians per pixel already: pass a larger number.")
+    head = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=new_m, opacity_bias=opacity_bias))
+    out = dict(pipeline_state)
+    weight = pipeline_state[next(k for k in keys if k.endswith("weight"))]
+    with torch.random.fork_rng(devices=[]):  # the same new weights for the same seed; the caller's RNG untouched
+        torch.manual_seed(seed)
+        fresh = torch.nn.Conv2d(weight.shape[1], head.out_channels, tuple(weight.shape[2:]))
+        head.init_output_layer(fresh)
+        start = LAYOUT["opacity"][0]
+        fresh.weight.data[start::CHANNELS_PER_GAUSSIAN] = 0  # opacity = sigmoid(bias) whatever the features
+    for k in keys:
+        old = pipeline_state[k]
+        new = (fresh.weight if k.endswith("weight") else fresh.bias).detach().to(old.dtype).clone()
+        new[:old_channels] = old
+        out[k] = new
+    return out, old_m
+
+
 def _find_relative(path: Path, config_path: Path) -> Path:
     """A path recorded relative to where training ran: as given if it exists, else against the config's parents."""
     if path.is_absolute() or path.exists():

@@ -230,3 +230,30 @@ def test_a_plain_var_refuses_a_privileged_view():
     images = inputs()[0]
     with pytest.raises(SplatdiffError, match="privileged_view"):
         net.encode(images, _privileged(images))
+
+
+def test_a_widened_output_layer_keeps_every_old_gaussian_and_adds_nearly_transparent_ones():
+    from nerfstudio_splatdiff.models.splatter_head import SplatterHeadConfig
+    from nerfstudio_splatdiff.runs import with_more_gaussians_per_pixel
+
+    torch.manual_seed(0)
+    old = VARNetConfig(**SMALL, head=SplatterHeadConfig(gaussians_per_pixel=2)).setup().eval()
+    state = {f"_model.net.{k}": v for k, v in old.state_dict().items()}
+    state |= {f"_model.ema.module.{k}": v for k, v in old.state_dict().items()}  # the EMA is widened too
+    widened, old_m = with_more_gaussians_per_pixel(state, 4, opacity_bias=-5.0)
+    assert old_m == 2 and widened["_model.ema.module.decoder.conv_out.weight"].shape[0] == 4 * 15
+    assert torch.equal(widened["_model.net.decoder.conv_out.bias"], widened["_model.ema.module.decoder.conv_out.bias"])
+    new = VARNetConfig(**SMALL, head=SplatterHeadConfig(gaussians_per_pixel=4)).setup().eval()
+    new.load_state_dict({k.removeprefix("_model.net."): v for k, v in widened.items() if k.startswith("_model.net.")})
+    x = inputs()
+    with torch.no_grad():
+        a, b = old(*x)["gaussians"], new(*x)["gaussians"]
+    n = 2 * 32 * 32  # Gaussian index = m * H * W + pixel: the first M * H * W are the old ones
+    assert torch.allclose(b.means[:, :n], a.means) and torch.allclose(b.opacities[:, :n], a.opacities)
+    expected = torch.sigmoid(torch.tensor(-5.0))  # the new ones start nearly transparent, whatever the input
+    assert torch.allclose(b.opacities[:, n:], expected.expand_as(b.opacities[:, n:])) and expected < 0.01
+    assert b.means[:, n:].std() > 0  # and not as copies of one Gaussian
+    with pytest.raises(SplatdiffError, match="2 Gaussians per pixel already"):
+        with_more_gaussians_per_pixel(state, 2, opacity_bias=-5.0)
+    with pytest.raises(SplatdiffError, match="no VAR output layer"):
+        with_more_gaussians_per_pixel({"_model.net.x": torch.ones(1)}, 4, opacity_bias=-5.0)

@@ -1,0 +1,53 @@
+"""The M ablation without training from the start: a warm start for a VAR with more Gaussians per pixel.
+
+Splatter Image draws every pixel's M Gaussians along its ray; a thin part behind the object (the geometry ground's
+horn) needs Gaussians pushed far along or off their rays, so more of them per pixel may draw it (README "Results",
+Ablations). This writes a trained VAR checkpoint with its output layer widened to `--gaussians-per-pixel` (the old
+Gaussians keep their weights, the new ones start nearly transparent: `runs.with_more_gaussians_per_pixel`), as a file
+`ns-train splatdiff-var-small --pipeline.model.network.head.gaussians-per-pixel N --load-checkpoint` warm-starts from.
+
+    python benchmarks/more_gaussians_init.py --gaussians-per-pixel 4 --output outputs/m4-init \\
+        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000016749.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    from nerfstudio_splatdiff.errors import SplatdiffError, install_one_line_errors
+    from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint
+    from nerfstudio_splatdiff.runs import with_more_gaussians_per_pixel
+    from nerfstudio_splatdiff.safety import atomic_torch_save
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a VAR run's step-*.ckpt")
+    parser.add_argument("--gaussians-per-pixel", type=int, required=True, help="the new M (more than the run's)")
+    parser.add_argument(
+        "--opacity-bias", type=float, default=-5.0, help="opacity logit of the new Gaussians (-5: 0.7%% opaque)"
+    )
+    parser.add_argument("--output", type=Path, required=True, help="a new folder for the widened checkpoint")
+    args = parser.parse_args()
+    install_one_line_errors()
+    if not args.checkpoint.is_file():
+        raise SplatdiffError(
+            f"No checkpoint file at {args.checkpoint}: pass a VAR run's nerfstudio_models/step-*.ckpt."
+        )
+    if args.output.exists():
+        raise SplatdiffError(f"{args.output} already exists: pass a new folder (this writes one, never into one).")
+    _, state = load_checkpoint(args.checkpoint)  # weights only; one clear line when unreadable
+    pipeline, old_m = with_more_gaussians_per_pixel(state["pipeline"], args.gaussians_per_pixel, args.opacity_bias)
+    out = args.output / "nerfstudio_models" / args.checkpoint.name
+    out.parent.mkdir(parents=True)
+    atomic_torch_save({**state, "pipeline": pipeline}, out)
+    print(f"{out}: {old_m} -> {args.gaussians_per_pixel} Gaussians per pixel, step {state.get('step')}")
+
+
+if __name__ == "__main__":
+    main()
