@@ -103,8 +103,8 @@ def with_more_gaussians_per_pixel(
 ) -> Tuple[Dict[str, torch.Tensor], int]:
     """A VAR's pipeline state whose output layer predicts `new_m` Gaussians per pixel instead of its own M: the M it
     has keep their weights, the new ones get the Splatter Image initialisation (models/splatter_head.py) except that
-    their opacity is the constant sigmoid(`opacity_bias`) (zero weights), so they start nearly transparent and the
-    renders nearly unchanged. It lets an M ablation
+    their opacity is the constant sigmoid(`opacity_bias`) (zero weights), so they start faint and the renders close
+    to the old ones (too faint, e.g. -5, and they never learn to be seen). It lets an M ablation
     warm-start from a trained checkpoint instead of training from the start (benchmarks/more_gaussians_init.py).
     Returns the state and the old M; one clear error when there is no output layer or M would not grow."""
     from nerfstudio_splatdiff.models.splatter_head import (
