@@ -31,3 +31,25 @@ def latest_step(config: Path) -> int:
     """Training step of the newest checkpoint next to a run's config.yml (-1 when there is none)."""
     ckpts = sorted((Path(config).parent / "nerfstudio_models").glob("step-*.ckpt"))
     return int(ckpts[-1].stem.split("-")[1]) if ckpts else -1
+
+
+def write_warm_start(checkpoint: Path, output: Path, change_pipeline) -> tuple[Path, dict]:
+    """Writes `checkpoint` with its pipeline state passed through `change_pipeline` (state -> new state) as
+    <output>/nerfstudio_models/<same name>, a file `ns-train --load-checkpoint` warm-starts from (weights and step).
+    One clear line when the checkpoint is missing or unreadable or `output` exists; returns the file and the loaded
+    state (for the caller's summary line)."""
+    from nerfstudio_splatdiff.errors import SplatdiffError, install_one_line_errors
+    from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint
+    from nerfstudio_splatdiff.safety import atomic_torch_save
+
+    install_one_line_errors()
+    if not checkpoint.is_file():
+        raise SplatdiffError(f"No checkpoint file at {checkpoint}: pass a VAR run's nerfstudio_models/step-*.ckpt.")
+    if output.exists():
+        raise SplatdiffError(f"{output} already exists: pass a new folder (this writes one, never into one).")
+    _, state = load_checkpoint(checkpoint)  # weights only; one clear line when unreadable
+    changed = {**state, "pipeline": change_pipeline(state["pipeline"])}
+    out = output / "nerfstudio_models" / checkpoint.name
+    out.parent.mkdir(parents=True)
+    atomic_torch_save(changed, out)
+    return out, state

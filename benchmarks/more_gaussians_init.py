@@ -18,13 +18,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from nerfstudio_splatdiff.errors import SplatdiffError, install_one_line_errors
-    from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint
+    from common import write_warm_start
+
     from nerfstudio_splatdiff.runs import with_more_gaussians_per_pixel
-    from nerfstudio_splatdiff.safety import atomic_torch_save
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a VAR run's step-*.ckpt")
@@ -38,19 +38,14 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, required=True, help="a new folder for the widened checkpoint")
     args = parser.parse_args()
-    install_one_line_errors()
-    if not args.checkpoint.is_file():
-        raise SplatdiffError(
-            f"No checkpoint file at {args.checkpoint}: pass a VAR run's nerfstudio_models/step-*.ckpt."
-        )
-    if args.output.exists():
-        raise SplatdiffError(f"{args.output} already exists: pass a new folder (this writes one, never into one).")
-    _, state = load_checkpoint(args.checkpoint)  # weights only; one clear line when unreadable
-    pipeline, old_m = with_more_gaussians_per_pixel(state["pipeline"], args.gaussians_per_pixel, args.opacity_bias)
-    out = args.output / "nerfstudio_models" / args.checkpoint.name
-    out.parent.mkdir(parents=True)
-    atomic_torch_save({**state, "pipeline": pipeline}, out)
-    print(f"{out}: {old_m} -> {args.gaussians_per_pixel} Gaussians per pixel, step {state.get('step')}")
+    old = {}
+
+    def widen(pipeline: dict) -> dict:
+        widened, old["m"] = with_more_gaussians_per_pixel(pipeline, args.gaussians_per_pixel, args.opacity_bias)
+        return widened
+
+    out, state = write_warm_start(args.checkpoint, args.output, widen)
+    print(f"{out}: {old['m']} -> {args.gaussians_per_pixel} Gaussians per pixel, step {state.get('step')}")
 
 
 if __name__ == "__main__":

@@ -18,32 +18,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from nerfstudio_splatdiff.errors import SplatdiffError, install_one_line_errors
-    from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint
+    from common import write_warm_start
+
     from nerfstudio_splatdiff.runs import without_privileged_branch
-    from nerfstudio_splatdiff.safety import atomic_torch_save
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a privileged-view VAR's step-*.ckpt")
     parser.add_argument("--output", type=Path, required=True, help="a new folder for the input-only init")
     args = parser.parse_args()
-    install_one_line_errors()
-    if not args.checkpoint.is_file():
-        raise SplatdiffError(
-            f"No checkpoint file at {args.checkpoint}: pass a VAR run's nerfstudio_models/step-*.ckpt."
-        )
-    if args.output.exists():
-        raise SplatdiffError(f"{args.output} already exists: pass a new folder (this writes one, never into one).")
-    _, state = load_checkpoint(args.checkpoint)  # weights only; one clear line when unreadable
-    stripped = {**state, "pipeline": without_privileged_branch(state["pipeline"])}
-    removed = len(state["pipeline"]) - len(stripped["pipeline"])
-    out = args.output / "nerfstudio_models" / args.checkpoint.name
-    out.parent.mkdir(parents=True)
-    atomic_torch_save(stripped, out)
-    print(f"{out}: {removed} privileged-branch tensors removed, step {stripped.get('step')}")
+    out, state = write_warm_start(args.checkpoint, args.output, without_privileged_branch)
+    removed = len(state["pipeline"]) - len(without_privileged_branch(state["pipeline"]))
+    print(f"{out}: {removed} privileged-branch tensors removed, step {state.get('step')}")
 
 
 if __name__ == "__main__":
