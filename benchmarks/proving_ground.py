@@ -122,13 +122,10 @@ def loss_curves(run_dirs: dict[str, Path], out_png: Path) -> dict:
     import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    info, fig = {}, plt.figure(figsize=(2.5 * len(run_dirs), 3.2))
-    for i, (name, run) in enumerate(run_dirs.items()):
-        events = sorted(run.glob("events.out.tfevents.*"))
-        if not events:
-            continue
+    info, curves = {}, {}
+    for name, run in run_dirs.items():
         steps, values, walls = [], [], []
-        for ev in events:
+        for ev in sorted(run.glob("events.out.tfevents.*")):
             acc = EventAccumulator(str(ev), size_guidance={"scalars": 0})
             acc.Reload()
             if "Train Loss" not in acc.Tags()["scalars"]:
@@ -136,17 +133,22 @@ def loss_curves(run_dirs: dict[str, Path], out_png: Path) -> dict:
             for e in acc.Scalars("Train Loss"):
                 steps.append(e.step), values.append(e.value), walls.append(e.wall_time)
         if not steps:
-            continue
+            continue  # a slim copy keeps no events (or a carried run has no folder): no panel rather than an empty one
         order = np.argsort(steps)
         steps, values, walls = np.array(steps)[order], np.array(values)[order], np.array(walls)[order]
         gaps = np.diff(walls) / np.maximum(np.diff(steps), 1)
         info[name] = {"steps": int(steps[-1]) + 1, "seconds_per_step": float(np.median(gaps)) if len(gaps) else None}
-        ax = fig.add_subplot(1, len(run_dirs), i + 1)
+        curves[name] = (steps, values)
+    fig = plt.figure(figsize=(2.5 * max(len(curves), 1), 3.2))
+    for i, (name, (steps, values)) in enumerate(curves.items()):
+        ax = fig.add_subplot(1, len(curves), i + 1)
         ax.plot(steps, values, lw=0.6)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)
+    if not curves:
+        fig.text(0.5, 0.5, "no training events in these run folders", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     return info

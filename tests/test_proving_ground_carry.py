@@ -97,3 +97,22 @@ def test_an_unusable_carry_file_is_refused_in_one_line(
     with pytest.raises(SystemExit) as e:
         pg.read_carry_from(path, modes, split)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_loss_figure_has_a_panel_only_for_runs_with_training_events(tmp_path: Path) -> None:
+    """Slim copies and carried runs keep no tensorboard events: they get no (empty) panel and no steps entry."""
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    trained, slim = tmp_path / "trained", tmp_path / "slim"
+    slim.mkdir()
+    with SummaryWriter(str(trained)) as writer:
+        for step, loss in [(0, 1.0), (5, 0.5), (9, 0.25)]:
+            writer.add_scalar("Train Loss", loss, step)
+    out = tmp_path / "losses.png"
+    info = _proving_ground().loss_curves({"regression": trained, "var": slim}, out)
+    assert set(info) == {"regression"}
+    assert info["regression"]["steps"] == 10
+    one_panel_width = Image.open(out).size[0]
+    _proving_ground().loss_curves({"regression": trained, "again": trained, "var": slim}, out)
+    assert Image.open(out).size[0] == 2 * one_panel_width
