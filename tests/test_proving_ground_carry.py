@@ -116,3 +116,41 @@ def test_loss_figure_has_a_panel_only_for_runs_with_training_events(tmp_path: Pa
     one_panel_width = Image.open(out).size[0]
     _proving_ground().loss_curves({"regression": trained, "again": trained, "var": slim}, out)
     assert Image.open(out).size[0] == 2 * one_panel_width
+
+
+def _row(psnr: float, iou: float, depth: float, hf: float = 0.02) -> dict:
+    return {
+        "psnr_objects_hidden": psnr,
+        "hidden_silhouette_iou": iou,
+        "hidden_depth_error": depth,
+        "hf_energy_hidden": hf,
+    }
+
+
+def test_targets_against_a_baseline_exist_only_where_it_was_scored() -> None:
+    """A baseline that was neither scored nor carried is no miss: its targets are absent, not False."""
+    targets = _proving_ground().baseline_targets(
+        {"diffusion_1": _row(17.0, 0.7, 0.11), "diffusion_best_of_20": _row(19.0, 0.85, 0.09)},
+        "diffusion_best_of_20",
+        {},
+    )
+    assert targets == {}
+
+
+def test_targets_against_scored_baselines_apply_the_stated_margins() -> None:
+    metrics = {
+        "diffusion_1": _row(17.0, 0.70, 0.110, hf=0.03),
+        "diffusion_best_of_20": _row(19.0, 0.85, 0.090),
+        "regression": _row(17.0, 0.81, 0.095, hf=0.01),  # +2 dB, IoU +0.04 (< 0.05), depth -0.005 (< 0.01)
+        "paper_diffusion_best_of_20": _row(18.0, 0.79, 0.101),  # IoU +0.06, depth -0.011
+    }
+    targets = _proving_ground().baseline_targets(metrics, "diffusion_best_of_20", {"regression": 1.0})
+    assert targets == {
+        "best_of_n_hidden_ge_regression_plus_1.5db": True,
+        "baselines_none_ge_70pct": True,
+        "baselines_less_hf_hidden_than_diffusion": True,
+        "best_of_n_hidden_iou_ge_regression_plus_0.05": False,
+        "best_of_n_hidden_depth_error_le_regression_minus_0.01": False,
+        "best_of_n_hidden_iou_ge_paper_diffusion_best_of_20_plus_0.05": True,
+        "best_of_n_hidden_depth_error_le_paper_diffusion_best_of_20_minus_0.01": True,
+    }
