@@ -115,7 +115,8 @@ def geometry_vs_truth(item, render: dict) -> dict:
 
 def loss_curves(run_dirs: dict[str, Path], out_png: Path) -> dict:
     """Training loss curves of each run folder (name -> folder) from its tensorboard events, plotted; also steps and
-    seconds per step."""
+    seconds per step. Only runs with events get a panel; with none at all (slim copies keep no events) no figure is
+    drawn and a figure of an earlier call at `out_png` is removed, so no stale curves sit beside the new JSON."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +140,10 @@ def loss_curves(run_dirs: dict[str, Path], out_png: Path) -> dict:
         gaps = np.diff(walls) / np.maximum(np.diff(steps), 1)
         info[name] = {"steps": int(steps[-1]) + 1, "seconds_per_step": float(np.median(gaps)) if len(gaps) else None}
         curves[name] = (steps, values)
-    fig = plt.figure(figsize=(2.5 * max(len(curves), 1), 3.2))
+    if not curves:
+        out_png.unlink(missing_ok=True)
+        return info
+    fig = plt.figure(figsize=(2.5 * len(curves), 3.2))
     for i, (name, (steps, values)) in enumerate(curves.items()):
         ax = fig.add_subplot(1, len(curves), i + 1)
         ax.plot(steps, values, lw=0.6)
@@ -147,8 +151,6 @@ def loss_curves(run_dirs: dict[str, Path], out_png: Path) -> dict:
         ax.set_xlabel("step", fontsize=8)
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)
-    if not curves:
-        fig.text(0.5, 0.5, "no training events in these run folders", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     return info
@@ -579,7 +581,9 @@ def main() -> None:
             + (", then the hidden side of 4 samples of the paper's recipe" if PAPER_DIFFUSION in models else "")
             + (", then the regression's hidden side" if "regression" in models else "")
             + ")",
-            "losses": f"benchmarks/results/proving_ground_losses_{tag}.png",
+            "losses": f"benchmarks/results/proving_ground_losses_{tag}.png"
+            if run_info
+            else "none: no scored run folder has training events (slim copies keep none; the steps are under 'steps')",
         },
     }
     out_json = args.out_dir / f"proving_ground_{tag}.json"

@@ -118,6 +118,21 @@ def test_loss_figure_has_a_panel_only_for_runs_with_training_events(tmp_path: Pa
     assert Image.open(out).size[0] == 2 * one_panel_width
 
 
+def test_no_loss_figure_when_no_run_has_training_events(tmp_path: Path) -> None:
+    """Only slim copies: no figure, and the figure an earlier call left at that path is gone (no stale curves)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    trained, slim = tmp_path / "trained", tmp_path / "slim"
+    slim.mkdir()
+    with SummaryWriter(str(trained)) as writer:
+        writer.add_scalar("Train Loss", 1.0, 0)
+    out = tmp_path / "losses.png"
+    _proving_ground().loss_curves({"regression": trained}, out)
+    assert out.is_file()
+    assert _proving_ground().loss_curves({"var": slim}, out) == {}
+    assert not out.exists()
+
+
 def _row(psnr: float, iou: float, depth: float, hf: float = 0.02) -> dict:
     return {
         "psnr_objects_hidden": psnr,
