@@ -111,3 +111,25 @@ def test_scale_cap_bounds_the_footprint_in_pixels():
     assert (capped.scales < cap).all() and (capped.scales <= plain.scales).all()
     small = plain.scales < 0.01 * cap
     assert torch.allclose(capped.scales[small], plain.scales[small], rtol=0.02)  # unchanged where far below the cap
+
+
+def test_ray_scale_cap_lengthens_only_the_axis_along_the_ray():
+    """With max_ray_scale_px, an unrotated Gaussian's third axis (along the input camera's ray) may grow to that
+    many pixels, while the two across the ray keep max_scale_px; without it, all three share max_scale_px."""
+    B, M, H, W = 1, 1, 3, 4
+    c2w, K = camera(B, H, W)
+    raw = raw_with(B, M, H, W, scale=torch.full((3, H, W), 8.0, dtype=torch.float64))  # far above both caps
+    near, far = torch.full((1,), 2.0, dtype=torch.float64), torch.full((1,), 2.0 + 1e-9, dtype=torch.float64)
+    pixel = 2.0 / 9.0  # one pixel at depth 2 with the smaller focal (9 px)
+    needle = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=M, max_scale_px=1.0, max_ray_scale_px=8.0))
+    scales = needle(raw, c2w, K, near, far).scales
+    assert torch.allclose(scales[..., :2], torch.full_like(scales[..., :2], pixel), rtol=0.01)
+    assert torch.allclose(scales[..., 2], torch.full_like(scales[..., 2], 8 * pixel), rtol=0.01)
+    same = SplatterHead(SplatterHeadConfig(gaussians_per_pixel=M, max_scale_px=1.0))(raw, c2w, K, near, far).scales
+    assert torch.allclose(same, torch.full_like(same, pixel), rtol=0.01)
+    assert torch.allclose(scales[..., :2], same[..., :2])
+
+
+def test_ray_scale_cap_needs_the_scale_cap():
+    with pytest.raises(SplatdiffError, match="max-ray-scale-px"):
+        SplatterHeadConfig(max_ray_scale_px=8.0)

@@ -4,7 +4,8 @@ Per pixel and Gaussian the 15 channels are, in order (Splatter Image's parameter
   opacity (1)  sigmoid
   depth   (1)  sigmoid(x) * (far - near) + near: the camera-space z along the pixel ray, per-scene range
   offset  (3)  added to the ray point in camera space
-  scale   (3)  exp, softly capped at `max_scale_px` pixels (at the Gaussian's depth in the input view) when set
+  scale   (3)  exp, softly capped at `max_scale_px` pixels (at the Gaussian's depth in the input view) when set;
+               the third (the input camera's viewing direction while unrotated) at `max_ray_scale_px` when set
   rotation(4)  (w, x, y, z) quaternion, normalised, in camera space; rotated into the world by camera-to-world
   colour  (3)  SH degree-0 coefficient: rgb = 0.5 + C0 * x (the .ply's f_dc)
 """
@@ -48,6 +49,11 @@ class SplatterHeadConfig(InstantiateConfig):
     max_scale_px: Optional[float] = None
     """Soft cap on each scale, in input-view pixels at the Gaussian's depth: s = e / (1 + e / cap) with e = exp(x).
     Bounds the rasteriser's work (a few huge Gaussians cost as much as the whole image); None: plain exp."""
+    max_ray_scale_px: Optional[float] = None
+    """The same soft cap for the third scale axis only, the one along the input camera's ray while a Gaussian is
+    unrotated (None: `max_scale_px`). A longer cap lets one pixel's Gaussian reach back along its ray as a needle,
+    so a part that lies behind the visible surface along the line of sight (the geometry ground's horn) can be drawn
+    by the few pixels in front of it, not only as a dot per pixel. Only with `max_scale_px` set."""
 
     def __post_init__(self) -> None:
         flag = "--pipeline.model.network.head"
@@ -62,6 +68,13 @@ class SplatterHeadConfig(InstantiateConfig):
             f"{flag}.max-scale-px",
             self.max_scale_px,
             "None or a positive number of pixels",
+        )
+        check_option(
+            self.max_ray_scale_px is None
+            or (self.max_scale_px is not None and is_number_in(self.max_ray_scale_px, 1e-6)),
+            f"{flag}.max-ray-scale-px",
+            self.max_ray_scale_px,
+            f"None, or a positive number of pixels together with {flag}.max-scale-px",
         )
 
 
@@ -154,7 +167,10 @@ class SplatterHead(nn.Module):
         quats = quat_multiply(rotmat_to_quat(R)[:, None].expand_as(q_cam), q_cam)
         scales = torch.exp(part("scale"))
         if self.config.max_scale_px is not None:
-            cap = self.config.max_scale_px * depth / torch.minimum(fx, fy).reshape(B, 1, 1)  # [B, N, 1]
+            pixel = depth / torch.minimum(fx, fy).reshape(B, 1, 1)  # one input-view pixel at that depth [B, N, 1]
+            ray_px = self.config.max_ray_scale_px or self.config.max_scale_px
+            cap_px = torch.tensor([self.config.max_scale_px] * 2 + [ray_px], dtype=raw.dtype, device=raw.device)
+            cap = pixel * cap_px  # [B, N, 3]
             scales = scales / (1 + scales / cap)
         return Gaussians(
             means=means,
