@@ -57,6 +57,10 @@ paper recipe's best-of-N): silhouette IoU higher by 0.05, mean depth error lower
 distance 2; ~10% of the error today). Stated on 2026-12-03 before any baseline was scored on the shape ground."""
 SPLITS = {"val": (1_000, 20), "test": (3_000, 24)}
 """Held-out splits: (seed, scenes). The training data used seed 0, so every scene here is new to every run."""
+TRAIN_SPLIT = (0, 20)
+"""The first 20 TRAINING scenes (train_demo.sh makes its data with seed 0), for diagnostics of fit only
+(`stage1_modes.py` / `shape_diagnostics.py --split train`): a run that misses there too cannot draw what it misses,
+one that only misses on held-out scenes recalls scenes. Never for choices or reported numbers."""
 
 
 def laplacian_energy(img: torch.Tensor, region: torch.Tensor) -> float:

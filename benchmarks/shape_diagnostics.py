@@ -7,9 +7,16 @@
   the branch's correction of the latent (its spatial mean, centred per input) is classified by leave-one-out nearest
   centroid over all inputs. High accuracy with renders that ignore it means the decoder does not use the code; low
   accuracy means the branch does not extract the shape.
+- `horns`: what a missed horn is. Each input is encoded with the horn's privileged view; on the horn-only pixels of
+  the judged views (the horn's true mask minus the round back's) it reports, for followed and missed horns apart, the
+  mean rendered opacity, the share of those pixels that are opaque (> 0.5), the share that are opaque AND within the
+  judge's depth tolerance, and the blended depth's error there. Opaque but off in depth is a thick semi-transparent
+  cloud around the horn, not a surface; transparent is a horn not drawn at all.
+`--split train` runs a check on the first 20 training scenes (proving_ground.TRAIN_SPLIT): fit, not generalisation.
 
     python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
     python benchmarks/shape_diagnostics.py probe --run checkpoints/shape/splatdiff-var-small/shipped
+    python benchmarks/shape_diagnostics.py horns --split train
 Writes benchmarks/results/shape_<check>_<split>.json and prints it.
 """
 
@@ -28,13 +35,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import device_label, latest_step  # noqa: E402
-from proving_ground import SPLITS, geometry_vs_truth  # noqa: E402
+from proving_ground import SPLITS, TRAIN_SPLIT, geometry_vs_truth  # noqa: E402
+
+DIAGNOSTIC_SPLITS = {**SPLITS, "train": TRAIN_SPLIT}
+"""The held-out splits, and `train`: the first 20 training scenes (proving_ground.TRAIN_SPLIT)."""
 
 
 def load_inputs(split: str, size: int = 64):
     from nerfstudio_splatdiff.completions import held_out_inputs
 
-    seed, scenes = SPLITS[split]
+    seed, scenes = DIAGNOSTIC_SPLITS[split]
     work = ROOT / "outputs" / "proving_ground_eval" / f"shape_{split}"
     return held_out_inputs(work, scenes, seed, size, 3, cache=work / "cache", mode_kind="shape")
 
@@ -131,10 +141,60 @@ def probe(args) -> dict:
     }
 
 
+@torch.no_grad()
+def horns(args) -> dict:
+    """Followed and missed horns of a privileged VAR, on the horn-only pixels of the judged views (see the module
+    docstring)."""
+    from nerfstudio_splatdiff.completions import SHAPE_DEPTH_TOL
+    from nerfstudio_splatdiff.data.procedural.shapes import SHAPE_MODES
+    from nerfstudio_splatdiff.models.privileged import privileged_inputs
+    from nerfstudio_splatdiff.runs import load_inference_model
+
+    horn, round_back = SHAPE_MODES.index("horn"), SHAPE_MODES.index("none")
+    model, _ = load_inference_model(args.run / "config.yml")
+    net, size = model.eval_net(), model.config.image_size
+    if not net.has_privileged_branch:
+        raise SystemExit(f"{args.run} is not a VAR with a privileged view.")
+    rows = []
+    for item in load_inputs(args.split, size):
+        out = model.reconstruct(
+            item.batch, net=net, skip_weight=1.0, sample_latent=False, privileged=privileged_inputs(item.batches[horn])
+        )
+        render = {
+            k: v[0] for k, v in model.render_views(out["gaussians"], item.batch["c2w"], item.batch["K"], size).items()
+        }
+        judge = item.shape_judge
+        only = (judge.masks[horn] > 0.5) & ~(judge.masks[round_back] > 0.5)
+        alpha, depth = render["accumulation"][judge.views][only], render["depth"][judge.views][only]
+        error = (depth - judge.depths[horn][only]).abs()
+        opaque = alpha > 0.5
+        rows.append(
+            {
+                "scene": item.name,
+                "followed": item.mode_of(render) == horn,
+                "horn_only_pixels": int(only.sum()),
+                "mean_opacity": float(alpha.mean()),
+                "opaque_share": float(opaque.float().mean()),
+                "opaque_and_depth_right_share": float((opaque & (error < SHAPE_DEPTH_TOL)).float().mean()),
+                "depth_error_where_opaque": float(error[opaque].mean()) if opaque.any() else float("nan"),
+            }
+        )
+    keys = [k for k in rows[0] if k not in ("scene", "followed")]
+    summary = {
+        group: {"inputs": len(sel), **{k: float(np.nanmean([r[k] for r in sel])) for k in keys}}
+        for group, sel in (
+            ("followed", [r for r in rows if r["followed"]]),
+            ("missed", [r for r in rows if not r["followed"]]),
+        )
+        if sel
+    }
+    return {"run": str(args.run), "step": latest_step(args.run / "config.yml") + 1, "summary": summary, "inputs": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("check", choices=("capacity", "probe"))
-    ap.add_argument("--split", choices=tuple(SPLITS), default="val")
+    ap.add_argument("check", choices=("capacity", "probe", "horns"))
+    ap.add_argument("--split", choices=tuple(DIAGNOSTIC_SPLITS), default="val", help="train: fit, not generalisation")
     ap.add_argument("--run", type=Path, default=ROOT / "checkpoints/shape/splatdiff-var-small/shipped")
     ap.add_argument("--inputs", type=int, default=3, help="capacity: inputs fitted (each once per shape)")
     ap.add_argument("--steps", type=int, default=50, help="capacity: Adam steps per fit")
@@ -146,7 +206,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     result = {"device": device_label(), "date": date.today().isoformat(), "check": args.check, "split": args.split}
-    result.update(capacity(args) if args.check == "capacity" else probe(args))
+    result.update({"capacity": capacity, "probe": probe, "horns": horns}[args.check](args))
     out = args.out or ROOT / "benchmarks" / "results" / f"shape_{args.check}_{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -10,6 +10,7 @@ import torch
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models import losses
+from nerfstudio_splatdiff.splats import Gaussians
 
 
 def numpy_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -133,3 +134,32 @@ def test_psnr_is_averaged_per_image_as_splatter_image_reports_it():
     pred[1] += 0.01  # MSE 1e-4: 40 dB
     assert abs(float(image_psnr(pred, gt)) - 30.0) < 1e-4  # the mean of 20 and 40
     assert abs(float(psnr(pred, gt)) - (-10 * math.log10((1e-2 + 1e-4) / 2))) < 1e-4  # pooled: ~23 dB
+
+
+def _layers(depths: list[float], opacity: float) -> Gaussians:
+    """Gaussians so wide that their alpha is ~their opacity over a whole small image: one per depth, on the axis."""
+    n = len(depths)
+    return Gaussians(
+        means=torch.tensor([[[0.0, 0.0, z] for z in depths]], dtype=torch.float64),
+        quats=torch.tensor([[[1.0, 0, 0, 0]] * n], dtype=torch.float64),
+        scales=torch.full((1, n, 3), 1e3, dtype=torch.float64),
+        opacities=torch.full((1, n), opacity, dtype=torch.float64),
+        colors=torch.full((1, n, 3), 0.5, dtype=torch.float64),
+    )
+
+
+def test_depth_spread_is_zero_for_one_surface_and_the_weighted_variance_for_two_layers():
+    """Front-to-back weights a1 = a and a2 = a (1 - a) at depths 2 and 3: sum_i w_i (z_i - D)^2 with D their
+    weighted mean, in every pixel; one layer has no spread. Two cameras (identity and a shifted one) per scene."""
+    viewmats = torch.eye(4, dtype=torch.float64).repeat(1, 2, 1, 1)
+    viewmats[0, 1, 2, 3] = 0.5  # the second camera half a unit further back: depths 2.5 and 3.5, same spread
+    Ks = torch.tensor([[4.0, 0, 4], [0, 4.0, 4], [0, 0, 1]], dtype=torch.float64).repeat(1, 2, 1, 1)
+    a = 0.5
+    w = torch.tensor([a, a * (1 - a)], dtype=torch.float64)
+    z = torch.tensor([2.0, 3.0], dtype=torch.float64)
+    expected = float((w * (z - (w * z).sum() / w.sum()) ** 2).sum())
+    two = losses.depth_spread_loss(_layers([2.0, 3.0], a), viewmats, Ks, 8)
+    assert math.isclose(float(two), expected, rel_tol=1e-3)
+    assert float(losses.depth_spread_loss(_layers([2.0], a), viewmats, Ks, 8)) < 1e-6 * expected
+    closer = losses.depth_spread_loss(_layers([2.0, 2.5], a), viewmats, Ks, 8)  # thinner cloud, less spread
+    assert float(closer) < 0.3 * float(two)

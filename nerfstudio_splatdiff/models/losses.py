@@ -3,6 +3,7 @@ term that needs no downloaded weights, scale and opacity priors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -13,6 +14,8 @@ from pytorch_msssim import ssim as _ssim
 from torch import Tensor, nn
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.splats import Gaussians
+from nerfstudio_splatdiff.splats.render import render_gaussians
 
 LpipsNet = Literal["vgg", "alex"]
 LPIPS_BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
@@ -109,3 +112,24 @@ def maybe_lpips(net: LpipsNet, required: bool) -> Optional[LPIPS]:
     if lpips_available(net) or required:
         return LPIPS(net)
     return None
+
+
+def depth_spread_loss(
+    gaussians: Gaussians, viewmats: Float[Tensor, "B V 4 4"], Ks: Float[Tensor, "B V 3 3"], size: int
+) -> Tensor:
+    """Mean over the pixels of every view of sum_i w_i (z_i - E[z])^2: how far the depths of the Gaussians a pixel
+    sees spread around their blended depth (the distortion idea of Mip-NeRF 360, in the form 2DGS uses). It is 0
+    where each ray meets one thin opaque surface and large for the thick, semi-transparent clouds a part drawn without
+    commitment becomes (the geometry ground's faint horns: opaque enough, but their blended depth lies inside the
+    cloud). It uses no 3D truth, only the model's own Gaussians and the training cameras (OpenCV world-to-camera
+    `viewmats`): each view is rendered once more with every Gaussian's colour replaced by (z, z^2, 0), its depth in
+    that view, over a black background."""
+    B, V = viewmats.shape[:2]
+    per_view = gaussians.map(lambda t: t.repeat_interleave(V, 0))  # [B*V, N, ...]: one copy per view
+    w2c = viewmats.reshape(B * V, 4, 4)
+    z = (per_view.means @ w2c[:, :3, :3].transpose(-1, -2) + w2c[:, None, :3, 3])[..., 2]
+    per_view = replace(per_view, colors=torch.stack([z, z * z, torch.zeros_like(z)], -1))
+    black = torch.zeros(3, dtype=z.dtype, device=z.device)
+    out = render_gaussians(per_view, w2c[:, None], Ks.reshape(B * V, 1, 3, 3), size, size, background=black)
+    first, second, alpha = out.rgb[..., 0], out.rgb[..., 1], out.alpha[..., 0]
+    return (second - first * first / alpha.clamp(min=1e-6)).clamp(min=0).mean()

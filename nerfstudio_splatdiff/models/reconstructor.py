@@ -29,6 +29,7 @@ from nerfstudio_splatdiff.models.scene_model import (
 )
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
 from nerfstudio_splatdiff.splats import Gaussians
+from nerfstudio_splatdiff.splats.cameras import invert_rigid
 
 LOSS_WEIGHTS = (
     "l2_weight",
@@ -39,6 +40,7 @@ LOSS_WEIGHTS = (
     "mask_weight",
     "scale_reg_weight",
     "opacity_reg_weight",
+    "depth_spread_weight",
 )
 """The loss weights of `ReconstructorModelConfig`: each 0 (off) or more."""
 
@@ -69,6 +71,9 @@ class ReconstructorModelConfig(SceneModelConfig):
     opacity_reg_weight: float = 0.0
     """Weight of the mean Gaussian opacity (an L1 prior, as 3DGS-MCMC's opacity term): Gaussians that the images do
     not need fade out, and below alpha 1/255 they cost the rasteriser no pairs (benchmarks/fewer_pairs.py)."""
+    depth_spread_weight: float = 0.0
+    """Weight of `losses.depth_spread_loss` in every training view: surfaces instead of thick semi-transparent clouds
+    (no 3D truth; each view is rendered once more, so a step costs about half as much again). 0 trains without it."""
     ema_decay: float = 0.9999
     """EMA of the weights for evaluation and the viewer; 0 disables it."""
     bf16: bool = True
@@ -205,6 +210,11 @@ class ReconstructorModel(SceneModel):
             )
         if c.opacity_reg_weight > 0:
             loss_dict["opacity_reg"] = c.opacity_reg_weight * losses.opacity_regulariser(outputs["gaussians"].opacities)
+        if c.depth_spread_weight > 0:
+            w2c = invert_rigid(batch["c2w"].float())
+            loss_dict["depth_spread"] = c.depth_spread_weight * losses.depth_spread_loss(
+                outputs["gaussians"], w2c, batch["K"].float(), batch["images"].shape[-2]
+            )
         return loss_dict
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
