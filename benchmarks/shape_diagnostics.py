@@ -11,7 +11,10 @@
   the judged views (the horn's true mask minus the round back's) it reports, for followed and missed horns apart, the
   mean rendered opacity, the share of those pixels that are opaque (> 0.5), the share that are opaque AND within the
   judge's depth tolerance, and the blended depth's error there. Opaque but off in depth is a thick semi-transparent
-  cloud around the horn, not a surface; transparent is a horn not drawn at all.
+  cloud around the horn, not a surface; transparent is a horn not drawn at all. It also reports how far back the TRUE
+  horn reaches in the input camera (its horn-only surface points in every view, unprojected with the true depths)
+  against the splatter depth range: a pixel's Gaussians sit at sigmoid(x) * (far - near) + near along its ray (plus a
+  small offset), so what lies beyond `far` cannot be drawn, and what lies just before it only with a saturated sigmoid.
 `--split train` runs a check on the first 20 training scenes (proving_ground.TRAIN_SPLIT): fit, not generalisation.
 
     python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
@@ -141,6 +144,22 @@ def probe(args) -> dict:
     }
 
 
+def horn_depths_in_input_camera(item, horn: int, round_back: int) -> torch.Tensor:
+    """Input-camera z of the true horn's surface points seen in every view (horn mask minus round-back mask)."""
+    batch, plain = item.batches[horn], item.batches[round_back]
+    c2w, K = batch["c2w"][0], batch["K"][0]
+    w2c0 = torch.linalg.inv(c2w[0])
+    zs = []
+    for v in range(1, c2w.shape[0]):
+        only = (batch["masks"][0, v, ..., 0] > 0.5) & ~(plain["masks"][0, v, ..., 0] > 0.5)
+        rows, cols = torch.nonzero(only, as_tuple=True)
+        pixels = torch.stack([cols + 0.5, rows + 0.5, torch.ones_like(cols, dtype=torch.float32)], -1)
+        cam = (torch.linalg.inv(K[v]) @ pixels.T).T * batch["depths"][0, v, rows, cols, 0][:, None]
+        world = cam @ c2w[v, :3, :3].T + c2w[v, :3, 3]
+        zs.append((world @ w2c0[:3, :3].T + w2c0[:3, 3])[:, 2])
+    return torch.cat(zs)
+
+
 @torch.no_grad()
 def horns(args) -> dict:
     """Followed and missed horns of a privileged VAR, on the horn-only pixels of the judged views (see the module
@@ -168,6 +187,8 @@ def horns(args) -> dict:
         alpha, depth = render["accumulation"][judge.views][only], render["depth"][judge.views][only]
         error = (depth - judge.depths[horn][only]).abs()
         opaque = alpha > 0.5
+        near, far = float(item.batch["depth_near"].reshape(-1)[0]), float(item.batch["depth_far"].reshape(-1)[0])
+        reach = horn_depths_in_input_camera(item, horn, round_back)
         rows.append(
             {
                 "scene": item.name,
@@ -177,6 +198,9 @@ def horns(args) -> dict:
                 "opaque_share": float(opaque.float().mean()),
                 "opaque_and_depth_right_share": float((opaque & (error < SHAPE_DEPTH_TOL)).float().mean()),
                 "depth_error_where_opaque": float(error[opaque].mean()) if opaque.any() else float("nan"),
+                "true_horn_reach_beyond_far": float(reach.max()) - far,
+                "true_horn_share_beyond_far": float((reach > far).float().mean()),
+                "true_horn_share_in_last_tenth_of_range": float((reach > far - 0.1 * (far - near)).float().mean()),
             }
         )
     keys = [k for k in rows[0] if k not in ("scene", "followed")]
