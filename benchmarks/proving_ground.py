@@ -304,9 +304,10 @@ def main() -> None:
 
     from nerfstudio_splatdiff.completions import EVAL_FRAMES, MODE_RULE, SHAPE_RULE, held_out_inputs
     from nerfstudio_splatdiff.data.multiscene import hidden_side_frames
+    from nerfstudio_splatdiff.errors import SplatdiffError
     from nerfstudio_splatdiff.models.metrics import visibility_masks
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model
+    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
     from nerfstudio_splatdiff.splats.images import contact_sheet, save_png
 
     run_dirs = {k: args.runs / m / args.run_folder for k, m in RUN_NAMES.items()}
@@ -321,7 +322,12 @@ def main() -> None:
             run_dirs[key] = given
     previous = read_carry_from(args.carry_from, args.modes, args.split) if args.carry_from else None
     configs = {k: d / "config.yml" for k, d in run_dirs.items()}
-    models = {k: load_inference_model(c)[0] for k, c in configs.items() if c.is_file()}
+    loaded = {k: load_inference_model(c) for k, c in configs.items() if c.is_file()}
+    models = {k: model for k, (model, _) in loaded.items()}
+    try:
+        depth_range = shared_depth_range({k: run for k, (_, run) in loaded.items()})
+    except SplatdiffError as e:
+        raise SystemExit(str(e)) from None
     if "diffusion" not in models or "var" not in models:
         raise SystemExit(f"Train the proving-ground runs first (benchmarks/train_demo.sh): none under {args.runs}.")
     diff = models["diffusion"]
@@ -343,7 +349,14 @@ def main() -> None:
             "same --num-samples / --eta / --guidance-weight, or score every run again."
         )
     inputs = held_out_inputs(
-        args.work, args.scenes, seed, size, num_modes, cache=args.work / "cache", mode_kind=args.modes
+        args.work,
+        args.scenes,
+        seed,
+        size,
+        num_modes,
+        cache=args.work / "cache",
+        mode_kind=args.modes,
+        depth_range=depth_range,
     )
     n = len(inputs)
     data = (

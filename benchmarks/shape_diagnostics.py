@@ -44,12 +44,15 @@ DIAGNOSTIC_SPLITS = {**SPLITS, "train": TRAIN_SPLIT}
 """The held-out splits, and `train`: the first 20 training scenes (proving_ground.TRAIN_SPLIT)."""
 
 
-def load_inputs(split: str, size: int = 64):
+def load_inputs(split: str, size: int = 64, depth_range: tuple[float, float] = (-1.0, 1.0)):
+    """The split's inputs, with the splatter depth range of the run they are for (runs.shared_depth_range)."""
     from nerfstudio_splatdiff.completions import held_out_inputs
 
     seed, scenes = DIAGNOSTIC_SPLITS[split]
     work = ROOT / "outputs" / "proving_ground_eval" / f"shape_{split}"
-    return held_out_inputs(work, scenes, seed, size, 3, cache=work / "cache", mode_kind="shape")
+    return held_out_inputs(
+        work, scenes, seed, size, 3, cache=work / "cache", mode_kind="shape", depth_range=depth_range
+    )
 
 
 def capacity(args) -> dict:
@@ -111,14 +114,14 @@ def probe(args) -> dict:
     """Leave-one-out nearest-centroid accuracy of the privileged branch's latent correction (its spatial mean,
     centred per input), and the confusion matrix (rows: the shape shown, columns: the shape the probe calls)."""
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model
+    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
 
-    model, _ = load_inference_model(args.run / "config.yml")
+    model, run = load_inference_model(args.run / "config.yml")
     net = model.eval_net()
     if not net.has_privileged_branch:
         raise SystemExit(f"{args.run} is not a VAR with a privileged view.")
     codes = []
-    for item in load_inputs(args.split, model.config.image_size):
+    for item in load_inputs(args.split, model.config.image_size, shared_depth_range({"run": run})):
         image = item.batch["images"][:, 0].permute(0, 3, 1, 2)
         base = net.encode(image)[0]
         codes.append(
@@ -167,15 +170,15 @@ def horns(args) -> dict:
     from nerfstudio_splatdiff.completions import SHAPE_DEPTH_TOL
     from nerfstudio_splatdiff.data.procedural.shapes import SHAPE_MODES
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model
+    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
 
     horn, round_back = SHAPE_MODES.index("horn"), SHAPE_MODES.index("none")
-    model, _ = load_inference_model(args.run / "config.yml")
+    model, run = load_inference_model(args.run / "config.yml")
     net, size = model.eval_net(), model.config.image_size
     if not net.has_privileged_branch:
         raise SystemExit(f"{args.run} is not a VAR with a privileged view.")
     rows = []
-    for item in load_inputs(args.split, size):
+    for item in load_inputs(args.split, size, shared_depth_range({"run": run})):
         out = model.reconstruct(
             item.batch, net=net, skip_weight=1.0, sample_latent=False, privileged=privileged_inputs(item.batches[horn])
         )

@@ -78,17 +78,24 @@ def main() -> None:
     from nerfstudio_splatdiff.completions import held_out_inputs
     from nerfstudio_splatdiff.data.multiscene import hidden_side_frames
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model
+    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
 
     config = args.run / "config.yml"
-    model, _ = load_inference_model(config)
+    model, run = load_inference_model(config)
     net = model.eval_net()
     if not getattr(model, "is_var", False) or not net.has_privileged_branch:
         raise SystemExit(f"{config} is not a VAR with a privileged view (splatdiff-var-small).")
     size = model.config.image_size
-    items = held_out_inputs(args.work, split_scenes, seed, size, 3, cache=args.work / "cache", mode_kind=args.modes)[
-        : args.scenes
-    ]
+    items = held_out_inputs(
+        args.work,
+        split_scenes,
+        seed,
+        size,
+        3,
+        cache=args.work / "cache",
+        mode_kind=args.modes,
+        depth_range=shared_depth_range({"run": run}),
+    )[: args.scenes]
     follows, right, gaps, pooled_gaps, stds, rows, geometry, psnr_in = [], [], [], [], [], [], [], []
     hf: dict[str, list[tuple[float, float]]] = {"input": [], "hidden": []}  # (render, truth) per input
     judged: dict[int, list[int]] = {k: [] for k in range(3)}  # forced mode -> the modes its renders were judged

@@ -189,6 +189,21 @@ def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, A
     return model.to(device).eval(), run
 
 
+def shared_depth_range(runs: Dict[str, Any]) -> Tuple[float, float]:
+    """The splatter depth range (`--pipeline.datamanager.depth-range`, around the object centre) that every run of
+    `runs` (name -> run config) was trained with, for building their evaluation inputs: a model given another range
+    than its own places every Gaussian at the wrong depth, so runs that differ are refused, not scored wrongly."""
+    ranges = {name: tuple(float(x) for x in run.pipeline.datamanager.depth_range) for name, run in runs.items()}
+    if len(set(ranges.values())) > 1:
+        listed = ", ".join(f"{name} {r}" for name, r in ranges.items())
+        raise SplatdiffError(
+            f"These runs were trained with different splatter depth ranges ({listed}): score them apart."
+        )
+    if not ranges:
+        raise SplatdiffError("No runs to take a splatter depth range from.")
+    return next(iter(ranges.values()))
+
+
 def use_dataset(run: Any, data: Path) -> None:
     """Point a loaded run config at another dataset (the run, its datamanager and its dataparser each record it)."""
     run.data = data

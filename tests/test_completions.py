@@ -125,3 +125,30 @@ def test_figures_show_colour_modes_from_the_back_and_shape_modes_from_a_side_vie
     colour = HeldOutInput("proc_000000", 0, [], 2, *judges, mode_kind="colour")
     shape = HeldOutInput("proc_000000", 0, [], 2, *judges, mode_kind="shape")
     assert colour.figure_view == 2 and shape.figure_view == 0  # the back; the shape judge's first side view
+
+
+def test_held_out_inputs_carry_the_splatter_depth_range_they_are_given(tmp_path):
+    """Evaluation batches must place Gaussians as the evaluated run was trained to: its depth range, not a default."""
+    from nerfstudio_splatdiff.completions import held_out_inputs
+
+    default = held_out_inputs(tmp_path, 1, 7, 16, mode_kind="shape")[0].batch
+    wider = held_out_inputs(tmp_path, 1, 7, 16, mode_kind="shape", depth_range=(-1.0, 1.5))[0].batch
+    assert torch.allclose(wider["depth_near"], default["depth_near"])
+    assert torch.allclose(wider["depth_far"], default["depth_far"] + 0.5)
+
+
+def test_runs_trained_with_different_depth_ranges_are_refused_not_scored_wrongly():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from nerfstudio_splatdiff.errors import SplatdiffError
+    from nerfstudio_splatdiff.runs import shared_depth_range
+
+    def run(lo: float, hi: float) -> SimpleNamespace:
+        return SimpleNamespace(pipeline=SimpleNamespace(datamanager=SimpleNamespace(depth_range=(lo, hi))))
+
+    assert shared_depth_range({"var": run(-1, 1), "diffusion": run(-1.0, 1.0)}) == (-1.0, 1.0)
+    with pytest.raises(SplatdiffError, match="different splatter depth ranges") as e:
+        shared_depth_range({"var": run(-1, 1), "regression": run(-1, 1.5)})
+    assert "\n" not in str(e.value)

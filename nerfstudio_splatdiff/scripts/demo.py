@@ -120,14 +120,20 @@ class Demo:
             )
         check_output_dir(self.output_dir)
         run, kind = load_run(self.load_config, "splatdiff-demo")
-        from nerfstudio_splatdiff.runs import load_inference_model
+        from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
 
         t_load = time.perf_counter()
         model, run = load_inference_model(self.load_config, "cpu")
         load_s = time.perf_counter() - t_load
         CONSOLE.rule("1. proving-ground scenes, once per hidden-side mode and once as drawn")
         held_out = held_out_inputs(
-            self.data, self.scenes, self.seed, model.config.image_size, cache=self.data / "cache", mode_kind=self.modes
+            self.data,
+            self.scenes,
+            self.seed,
+            model.config.image_size,
+            cache=self.data / "cache",
+            mode_kind=self.modes,
+            depth_range=shared_depth_range({"run": run}),
         )[: self.max_inputs]
         write_true_modes(self.data, self.scenes, self.seed, mode_kind=self.modes)
         inputs = [input_photo(self.data, h.true_mode, h.name) for h in held_out]
