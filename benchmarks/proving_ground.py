@@ -324,12 +324,12 @@ def main() -> None:
     configs = {k: d / "config.yml" for k, d in run_dirs.items()}
     loaded = {k: load_inference_model(c) for k, c in configs.items() if c.is_file()}
     models = {k: model for k, (model, _) in loaded.items()}
+    if "diffusion" not in models or "var" not in models:
+        raise SystemExit(f"Train the proving-ground runs first (benchmarks/train_demo.sh): none under {args.runs}.")
     try:
         depth_range = shared_depth_range({k: run for k, (_, run) in loaded.items()})
     except SplatdiffError as e:
         raise SystemExit(str(e)) from None
-    if "diffusion" not in models or "var" not in models:
-        raise SystemExit(f"Train the proving-ground runs first (benchmarks/train_demo.sh): none under {args.runs}.")
     diff = models["diffusion"]
     for d in (diff, models.get(PAPER_DIFFUSION)):  # the same sampler for both denoisers
         if d is not None and args.guidance_weight is not None:

@@ -10,8 +10,9 @@
 - `horns`: what a missed horn is. Each input is encoded with the horn's privileged view; on the horn-only pixels of
   the judged views (the horn's true mask minus the round back's) it reports, for followed and missed horns apart, the
   mean rendered opacity, the share of those pixels that are opaque (> 0.5), the share that are opaque AND within the
-  judge's depth tolerance, and the blended depth's error there. Opaque but off in depth is a thick semi-transparent
-  cloud around the horn, not a surface; transparent is a horn not drawn at all. It also reports how far back the TRUE
+  judge's depth tolerance, and the blended depth's error there. Opaque but off in depth is a misplaced surface (too
+  short, thick or off its axis) or a semi-transparent cloud (`losses.depth_spread_loss` tells them apart: on the
+  shipped VAR, misplaced); transparent is a horn not drawn at all. It also reports how far back the TRUE
   horn reaches in the input camera (its horn-only surface points in every view, unprojected with the true depths)
   against the splatter depth range: a pixel's Gaussians sit at sigmoid(x) * (far - near) + near along its ray (plus a
   small offset), so what lies beyond `far` cannot be drawn, and what lies just before it only with a saturated sigmoid.
@@ -45,7 +46,7 @@ DIAGNOSTIC_SPLITS = {**SPLITS, "train": TRAIN_SPLIT}
 
 
 def load_inputs(split: str, size: int = 64, depth_range: tuple[float, float] = (-1.0, 1.0)):
-    """The split's inputs, with the splatter depth range of the run they are for (runs.shared_depth_range)."""
+    """The split's inputs, with the splatter depth range of the run they are for (runs.run_depth_range)."""
     from nerfstudio_splatdiff.completions import held_out_inputs
 
     seed, scenes = DIAGNOSTIC_SPLITS[split]
@@ -114,14 +115,14 @@ def probe(args) -> dict:
     """Leave-one-out nearest-centroid accuracy of the privileged branch's latent correction (its spatial mean,
     centred per input), and the confusion matrix (rows: the shape shown, columns: the shape the probe calls)."""
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
+    from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
 
     model, run = load_inference_model(args.run / "config.yml")
     net = model.eval_net()
     if not net.has_privileged_branch:
         raise SystemExit(f"{args.run} is not a VAR with a privileged view.")
     codes = []
-    for item in load_inputs(args.split, model.config.image_size, shared_depth_range({"run": run})):
+    for item in load_inputs(args.split, model.config.image_size, run_depth_range(run)):
         image = item.batch["images"][:, 0].permute(0, 3, 1, 2)
         base = net.encode(image)[0]
         codes.append(
@@ -170,7 +171,7 @@ def horns(args) -> dict:
     from nerfstudio_splatdiff.completions import SHAPE_DEPTH_TOL
     from nerfstudio_splatdiff.data.procedural.shapes import SHAPE_MODES
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
+    from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
 
     horn, round_back = SHAPE_MODES.index("horn"), SHAPE_MODES.index("none")
     model, run = load_inference_model(args.run / "config.yml")
@@ -178,7 +179,7 @@ def horns(args) -> dict:
     if not net.has_privileged_branch:
         raise SystemExit(f"{args.run} is not a VAR with a privileged view.")
     rows = []
-    for item in load_inputs(args.split, size, shared_depth_range({"run": run})):
+    for item in load_inputs(args.split, size, run_depth_range(run)):
         out = model.reconstruct(
             item.batch, net=net, skip_weight=1.0, sample_latent=False, privileged=privileged_inputs(item.batches[horn])
         )

@@ -78,7 +78,7 @@ def main() -> None:
     from nerfstudio_splatdiff.completions import held_out_inputs
     from nerfstudio_splatdiff.data.multiscene import hidden_side_frames
     from nerfstudio_splatdiff.models.privileged import privileged_inputs
-    from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
+    from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
 
     config = args.run / "config.yml"
     model, run = load_inference_model(config)
@@ -94,7 +94,7 @@ def main() -> None:
         3,
         cache=args.work / "cache",
         mode_kind=args.modes,
-        depth_range=shared_depth_range({"run": run}),
+        depth_range=run_depth_range(run),
     )[: args.scenes]
     follows, right, gaps, pooled_gaps, stds, rows, geometry, psnr_in = [], [], [], [], [], [], [], []
     hf: dict[str, list[tuple[float, float]]] = {"input": [], "hidden": []}  # (render, truth) per input

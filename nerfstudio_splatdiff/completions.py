@@ -264,7 +264,7 @@ def held_out_inputs(
     depth_range: tuple[float, float] = (-1.0, 1.0),
 ) -> list[HeldOutInput]:
     """Write (or reuse) the forced-mode copies and load every scene as a `HeldOutInput`, on white, with the splatter
-    depth range the evaluated runs were trained with (`runs.shared_depth_range`; the data manager's default here)."""
+    depth range the evaluated runs were trained with (`runs.run_depth_range`; the data manager's default here)."""
     frames = frames or EVAL_FRAMES
     roots = write_forced_modes(root, scenes, seed, num_modes, mode_kind=mode_kind)
     per_mode = [_all_scenes(r, resolution, cache) for r in roots]

@@ -189,15 +189,21 @@ def load_inference_model(config_path: Path, device: str = "cpu") -> Tuple[Any, A
     return model.to(device).eval(), run
 
 
+def run_depth_range(run: Any) -> Tuple[float, float]:
+    """The splatter depth range (`--pipeline.datamanager.depth-range`, around the object centre) a run config was
+    trained with: its evaluation inputs must be built with it, or every Gaussian lands at the wrong depth."""
+    lo, hi = run.pipeline.datamanager.depth_range
+    return float(lo), float(hi)
+
+
 def shared_depth_range(runs: Dict[str, Any]) -> Tuple[float, float]:
-    """The splatter depth range (`--pipeline.datamanager.depth-range`, around the object centre) that every run of
-    `runs` (name -> run config) was trained with, for building their evaluation inputs: a model given another range
-    than its own places every Gaussian at the wrong depth, so runs that differ are refused, not scored wrongly."""
-    ranges = {name: tuple(float(x) for x in run.pipeline.datamanager.depth_range) for name, run in runs.items()}
+    """The splatter depth range that every run of `runs` (name -> run config) was trained with, for inputs they are
+    all scored on: runs that differ are refused, not scored wrongly."""
+    ranges = {name: run_depth_range(run) for name, run in runs.items()}
     if len(set(ranges.values())) > 1:
         listed = ", ".join(f"{name} {r}" for name, r in ranges.items())
         raise SplatdiffError(
-            f"These runs were trained with different splatter depth ranges ({listed}): score them apart."
+            f"These runs were trained with different splatter depth ranges ({listed}): score each in its own call."
         )
     if not ranges:
         raise SplatdiffError("No runs to take a splatter depth range from.")

@@ -120,8 +120,8 @@ def depth_spread_loss(
     """Mean over the pixels of every view of sum_i w_i (z_i - E[z])^2: how far the depths of the Gaussians a pixel
     sees spread around their blended depth (the distortion idea of Mip-NeRF 360, in the form 2DGS uses). It is 0
     where each ray meets one thin opaque surface and large for the thick, semi-transparent clouds a part drawn without
-    commitment becomes (the geometry ground's faint horns: opaque enough, but their blended depth lies inside the
-    cloud). It uses no 3D truth, only the model's own Gaussians and the training cameras (OpenCV world-to-camera
+    commitment becomes (on the geometry ground it thinned them 3x but drew no more horns: README, Results). It
+    uses no 3D truth, only the model's own Gaussians and the training cameras (OpenCV world-to-camera
     `viewmats`): each view is rendered once more with every Gaussian's colour replaced by (z, z^2, 0), its depth in
     that view, over a black background."""
     B, V = viewmats.shape[:2]

@@ -120,7 +120,7 @@ class Demo:
             )
         check_output_dir(self.output_dir)
         run, kind = load_run(self.load_config, "splatdiff-demo")
-        from nerfstudio_splatdiff.runs import load_inference_model, shared_depth_range
+        from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
 
         t_load = time.perf_counter()
         model, run = load_inference_model(self.load_config, "cpu")
@@ -133,7 +133,7 @@ class Demo:
             model.config.image_size,
             cache=self.data / "cache",
             mode_kind=self.modes,
-            depth_range=shared_depth_range({"run": run}),
+            depth_range=run_depth_range(run),
         )[: self.max_inputs]
         write_true_modes(self.data, self.scenes, self.seed, mode_kind=self.modes)
         inputs = [input_photo(self.data, h.true_mode, h.name) for h in held_out]
