@@ -288,6 +288,7 @@ def main() -> None:
     ap.add_argument(
         "--eta", type=float, default=None, help="DDIM eta (0 deterministic, 1 ancestral); default: the run's"
     )
+    ap.add_argument("--num-steps", type=int, default=None, help="sampling steps; default: the run's (50)")
     ap.add_argument("--work", type=Path, default=None, help="default: outputs/proving_ground_eval/<modes>_<split>")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--figure", type=Path, default=None, help="default: docs/images/proving_ground_<modes>_<split>.png")
@@ -331,11 +332,16 @@ def main() -> None:
     except SplatdiffError as e:
         raise SystemExit(str(e)) from None
     diff = models["diffusion"]
+    most = diff.config.schedule.num_train_timesteps
+    if args.num_steps is not None and not 1 <= args.num_steps <= most:
+        raise SystemExit(f"--num-steps must be from 1 to {most} (the denoiser's training schedule): {args.num_steps}.")
     for d in (diff, models.get(PAPER_DIFFUSION)):  # the same sampler for both denoisers
         if d is not None and args.guidance_weight is not None:
             d.config.guidance_weight = args.guidance_weight
         if d is not None and args.eta is not None:
             d.config.eta = args.eta
+        if d is not None and args.num_steps is not None:
+            d.config.num_steps = args.num_steps
     size = diff.config.image_size
     num_modes = 3
     N = args.num_samples
@@ -346,7 +352,7 @@ def main() -> None:
     if previous is not None and previous["sampler"] != sampler:
         raise SystemExit(
             f"--carry-from {args.carry_from} was sampled with '{previous['sampler']}', not '{sampler}': pass the "
-            "same --num-samples / --eta / --guidance-weight, or score every run again."
+            "same --num-samples / --eta / --guidance-weight / --num-steps, or score every run again."
         )
     inputs = held_out_inputs(
         args.work,

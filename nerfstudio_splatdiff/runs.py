@@ -10,6 +10,7 @@ pipeline recognises it by `SLIM_MARKER` and loads it non-strictly, checking that
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -136,6 +137,57 @@ def with_more_gaussians_per_pixel(
         new[:old_channels] = old
         out[k] = new
     return out, old_m
+
+
+_RESNET_KEY = re.compile(r"^(.*(?:encoder\.down_blocks|decoder\.up_blocks)\.\d+\.resnets\.)(\d+)\.(.+)$")
+"""A residual block of the VAR's encoder or decoder levels (diffusers' Encoder / Decoder): prefix, index, parameter."""
+_RESNET_LEVEL = re.compile(r"(?:encoder\.down_blocks|decoder\.up_blocks)\.\d+\.resnets\.$")
+"""The part of a residual-block prefix that names the level, the same in the network and in its EMA."""
+
+
+def with_more_layers_per_block(
+    pipeline_state: Dict[str, torch.Tensor], new_layers: int, seed: int = 0
+) -> Tuple[Dict[str, torch.Tensor], int]:
+    """A VAR's pipeline state with `new_layers` residual blocks per encoder level (and one more per decoder level, as
+    diffusers builds them) instead of its own: the old blocks keep their weights, the new ones are appended at the
+    end of each level with their last convolution at zero, so each starts as the identity (a residual block adds its
+    convolution path to its input) and the network computes exactly what it did. A depth (capacity) ablation can
+    then warm-start from a trained checkpoint (benchmarks/deeper_init.py) with
+    `--pipeline.model.network.layers-per-block N`. Returns the state and the old number; one clear error when there
+    are no such blocks or the number would not grow."""
+    blocks: Dict[str, int] = {}  # level prefix -> number of residual blocks it has
+    for key in pipeline_state:
+        match = _RESNET_KEY.match(key)
+        if match:
+            blocks[match[1]] = max(blocks.get(match[1], 0), int(match[2]) + 1)
+    if not blocks:
+        raise SplatdiffError("The checkpoint has no VAR encoder/decoder blocks: pass a splatdiff-var run's.")
+    old_layers = min(n for prefix, n in blocks.items() if ".encoder." in f".{prefix}")
+    if new_layers <= old_layers:
+        raise SplatdiffError(f"The checkpoint has {old_layers} layers per block already: pass a larger number.")
+    out = dict(pipeline_state)
+    fresh: Dict[str, torch.nn.Conv2d] = {}  # one new convolution per block, shared by the network and its EMA
+    with torch.random.fork_rng(devices=[]):  # the same new weights for the same seed; the caller's RNG untouched
+        torch.manual_seed(seed)
+        for prefix, n in sorted(blocks.items(), key=lambda item: _RESNET_LEVEL.search(item[0])[0]):
+            last = f"{prefix}{n - 1}."
+            width = pipeline_state[f"{last}conv2.weight"].shape[0]
+            dtype = pipeline_state[f"{last}conv2.weight"].dtype
+            for j in range(n, n + new_layers - old_layers):
+                new = f"{prefix}{j}."
+                name = f"{_RESNET_LEVEL.search(prefix)[0]}{j}"
+                if name not in fresh:
+                    fresh[name] = torch.nn.Conv2d(width, width, 3, padding=1)  # PyTorch's default initialisation
+                conv1 = fresh[name]
+                out[f"{new}norm1.weight"] = torch.ones(width, dtype=dtype)
+                out[f"{new}norm1.bias"] = torch.zeros(width, dtype=dtype)
+                out[f"{new}conv1.weight"] = conv1.weight.detach().to(dtype).clone()
+                out[f"{new}conv1.bias"] = conv1.bias.detach().to(dtype).clone()
+                out[f"{new}norm2.weight"] = torch.ones(width, dtype=dtype)
+                out[f"{new}norm2.bias"] = torch.zeros(width, dtype=dtype)
+                out[f"{new}conv2.weight"] = torch.zeros(width, width, 3, 3, dtype=dtype)
+                out[f"{new}conv2.bias"] = torch.zeros(width, dtype=dtype)
+    return out, old_layers
 
 
 def _find_relative(path: Path, config_path: Path) -> Path:

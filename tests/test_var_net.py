@@ -257,3 +257,32 @@ def test_a_widened_output_layer_keeps_every_old_gaussian_and_adds_nearly_transpa
         with_more_gaussians_per_pixel(state, 2, opacity_bias=-5.0)
     with pytest.raises(SplatdiffError, match="no VAR output layer"):
         with_more_gaussians_per_pixel({"_model.net.x": torch.ones(1)}, 4, opacity_bias=-5.0)
+
+
+def test_a_deepened_var_computes_exactly_what_it_did_and_its_new_blocks_can_learn():
+    from nerfstudio_splatdiff.runs import with_more_layers_per_block
+
+    torch.manual_seed(0)
+    old = VARNetConfig(**SMALL).setup().eval()
+    state = {f"_model.net.{k}": v for k, v in old.state_dict().items()}
+    state |= {f"_model.ema.module.{k}": v for k, v in old.state_dict().items()}  # the EMA is deepened too
+    deeper, old_layers = with_more_layers_per_block(state, 2)
+    assert old_layers == 1
+    net_keys = {k.removeprefix("_model.net."): v for k, v in deeper.items() if k.startswith("_model.net.")}
+    ema_keys = {k.removeprefix("_model.ema.module."): v for k, v in deeper.items() if k.startswith("_model.ema.")}
+    assert net_keys.keys() == ema_keys.keys() and all(torch.equal(net_keys[k], ema_keys[k]) for k in net_keys)
+    new = VARNetConfig(**{**SMALL, "layers_per_block": 2}).setup().eval()
+    new.load_state_dict(net_keys)  # strict: every parameter of the deeper network is there, nothing else
+    x = inputs()
+    with torch.no_grad():
+        a, b = old(*x)["gaussians"], new(*x)["gaussians"]
+    assert torch.allclose(b.means, a.means, atol=1e-5) and torch.allclose(b.opacities, a.opacities, atol=1e-6)
+    # The new blocks are not dead: their zeroed last convolution gets a gradient at once.
+    new.train()
+    new(*x)["gaussians"].means.square().mean().backward()
+    added = new.decoder.up_blocks[0].resnets[2].conv2.weight
+    assert torch.count_nonzero(added) == 0 and added.grad.abs().sum() > 0
+    with pytest.raises(SplatdiffError, match="1 layers per block already"):
+        with_more_layers_per_block(state, 1)
+    with pytest.raises(SplatdiffError, match="no VAR encoder/decoder blocks"):
+        with_more_layers_per_block({"_model.net.x": torch.ones(1)}, 2)
