@@ -160,9 +160,10 @@ def with_more_layers_per_block(
         match = _RESNET_KEY.match(key)
         if match:
             blocks[match[1]] = max(blocks.get(match[1], 0), int(match[2]) + 1)
-    if not blocks:
+    encoder_levels = [n for prefix, n in blocks.items() if ".encoder." in f".{prefix}"]
+    if not encoder_levels:
         raise SplatdiffError("The checkpoint has no VAR encoder/decoder blocks: pass a splatdiff-var run's.")
-    old_layers = min(n for prefix, n in blocks.items() if ".encoder." in f".{prefix}")
+    old_layers = min(encoder_levels)
     if new_layers <= old_layers:
         raise SplatdiffError(f"The checkpoint has {old_layers} layers per block already: pass a larger number.")
     out = dict(pipeline_state)
