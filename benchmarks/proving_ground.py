@@ -334,7 +334,7 @@ def main() -> None:
     diff = models["diffusion"]
     most = diff.config.schedule.num_train_timesteps
     if args.num_steps is not None and not 1 <= args.num_steps <= most:
-        raise SystemExit(f"--num-steps must be from 1 to {most} (the denoiser's training schedule): {args.num_steps}.")
+        raise SystemExit(f"--num-steps {args.num_steps} is out of range: pass 1 to {most} (the denoiser's schedule).")
     for d in (diff, models.get(PAPER_DIFFUSION)):  # the same sampler for both denoisers
         if d is not None and args.guidance_weight is not None:
             d.config.guidance_weight = args.guidance_weight
