@@ -8,7 +8,7 @@ per decoder level), the new ones starting as the identity (`runs.with_more_layer
 --load-checkpoint` warm-starts from.
 
     python benchmarks/deeper_init.py --layers-per-block 2 --output outputs/deeper-init \\
-        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000016749.ckpt
+        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000022749.ckpt
 """
 
 from __future__ import annotations

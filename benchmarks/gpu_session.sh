@@ -27,10 +27,10 @@
 # session log says when the first training step was done ("first training step ... s after the start").
 #
 # Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB: move the slim copies this
-# plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo, checkpoints/shape
-# and checkpoints/gpu/splatdiff-var-gpu128 (only checkpoints/gpu/splatdiff-{var,diffusion}-small travel, the geometry
-# pair's CPU continuation at 22,750 / 9,700 steps that it resumes from: ~24 MB of tracked files + ~30 MB of wheels,
-# 2026-12-04); the gpu128 plan: checkpoints/demo and checkpoints/shape (as on 2026-12-04).
+# plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo,
+# checkpoints/shape/splatdiff-regression-small and checkpoints/gpu/splatdiff-var-gpu128 (only the shipped geometry pair
+# in checkpoints/shape travels, VAR 22,750 / denoiser 9,700 steps, what it resumes from: ~24 MB of tracked files +
+# ~30 MB of wheels, 2026-12-05); the gpu128 plan: checkpoints/demo and checkpoints/shape.
 # Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
 #                                                                        build/gsplat_cuda; build/gpu_resume if used)
 # What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/gpu/<method>/shipped/ and the

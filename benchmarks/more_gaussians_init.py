@@ -7,7 +7,7 @@ Gaussians keep their weights, the new ones start faint: `runs.with_more_gaussian
 `ns-train splatdiff-var-small --pipeline.model.network.head.gaussians-per-pixel N --load-checkpoint` warm-starts from.
 
     python benchmarks/more_gaussians_init.py --gaussians-per-pixel 4 --output outputs/m4-init \\
-        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000016749.ckpt
+        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000022749.ckpt
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ global code, so the two networks differ in that branch only). This writes the sh
 weights, as a checkpoint file the input-only run can `--load-checkpoint` (step and every other weight unchanged).
 
     python benchmarks/paper_recipe_init.py --output outputs/paper-shape-init \
-        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000016749.ckpt
+        --checkpoint checkpoints/shape/splatdiff-var-small/shipped/nerfstudio_models/step-000022749.ckpt
 """
 
 from __future__ import annotations

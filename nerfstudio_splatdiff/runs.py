@@ -352,9 +352,11 @@ def write_slim_run(
     data: Optional[Path] = None,
     var_config: Optional[Path] = None,
     overwrite: bool = False,
+    guidance_weight: Optional[float] = None,
 ) -> Path:
     """Copy a run as a slim run under output_dir/experiment/<method>/shipped; returns the new config.yml. An
-    existing folder there is replaced only when it is a slim run itself, or with `overwrite`."""
+    existing folder there is replaced only when it is a slim run itself, or with `overwrite`. `guidance_weight`
+    (a diffusion run only) replaces the sampler's default guidance in the copy."""
     target = slim_run_folder(config_path, output_dir, experiment)
     if target.exists() and not overwrite and not is_slim_run_folder(target):
         raise SplatdiffError(
@@ -371,6 +373,10 @@ def write_slim_run(
                 "A diffusion run's slim copy needs its VAR's slim copy: write that first (splatdiff-slim-run does)."
             )
         model.var_checkpoint = var_config
+    if guidance_weight is not None:
+        if not model.needs_frozen_var:
+            raise SplatdiffError(f"A guidance weight is a diffusion run's sampler setting, not a {run.method_name}'s.")
+        model.guidance_weight = float(guidance_weight)
     _, loaded = load_checkpoint(source)
     run.output_dir, run.experiment_name, run.timestamp = output_dir, experiment, "shipped"
     run.load_dir, run.load_checkpoint, run.vis = None, None, "viewer"

@@ -207,6 +207,28 @@ def test_slim_run_of_the_shipped_diffusion_run_works_from_another_working_folder
         assert (tmp_path / "o" / "demo" / method / "shipped" / "config.yml").is_file()
 
 
+def test_slim_run_records_the_guidance_chosen_on_val_and_refuses_it_for_a_var_run(tmp_path, monkeypatch, capsys):
+    from nerfstudio_splatdiff.scripts.cli import run_command
+    from nerfstudio_splatdiff.scripts.slim_run import SlimRun
+
+    monkeypatch.chdir(tmp_path)
+    for weight in ("0", "2.5"):
+        argv = ["splatdiff-slim-run", "--load-config", str(SHIPPED_DIFFUSION), "--output-dir", "o"]
+        monkeypatch.setattr(sys, "argv", [*argv, "--guidance-weight", weight])
+        run_command(SlimRun)
+        copy = tmp_path / "o" / "demo" / "splatdiff-diffusion-small" / "shipped" / "config.yml"
+        assert yaml.load(copy.read_text(), Loader=yaml.Loader).pipeline.model.guidance_weight == float(weight)
+    for bad, says in ((SHIPPED_VAR, "is a diffusion run's sampler setting"), (SHIPPED_DIFFUSION, "finite number")):
+        argv = ["splatdiff-slim-run", "--load-config", str(bad), "--output-dir", "p", "--guidance-weight", "nan"]
+        if bad == SHIPPED_VAR:
+            argv[-1] = "1"
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as e:
+            run_command(SlimRun)
+        assert e.value.code == 1 and says in " ".join(capsys.readouterr().out.split())
+        assert not (tmp_path / "p").exists()
+
+
 def test_slim_run_names_its_own_flag_when_the_recorded_var_run_is_not_found(tmp_path, monkeypatch, capsys):
     from nerfstudio_splatdiff.scripts.cli import run_command
     from nerfstudio_splatdiff.scripts.slim_run import SlimRun

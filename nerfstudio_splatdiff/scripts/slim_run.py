@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from nerfstudio_splatdiff.errors import SplatdiffError
+from nerfstudio_splatdiff.generation import check_generation_flags
 from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
 from nerfstudio_splatdiff.runs import (
     find_var_run,
@@ -38,13 +39,22 @@ class SlimRun:
     var_config: Optional[Path] = None
     """A diffusion run's VAR run (its config.yml); default: the one the diffusion run's config.yml records (a
     relative path there is looked up from the working folder, then from the run's parent folders)."""
+    guidance_weight: Optional[float] = None
+    """A diffusion run only: the classifier-free guidance weight its copy samples with by default (the one chosen on
+    a validation split, e.g. by benchmarks/proving_ground.py); default: the run's own."""
 
     def main(self) -> None:
         check_output_dir(self.output_dir)
+        check_generation_flags(1, self.guidance_weight, None, 0)
         config_path = resolve_run(self.load_config)[0]
         run = load_run_config(config_path)
         model_cfg = splatdiff_model_config(run, config_path, "splatdiff-slim-run")
         var_config = None
+        if self.guidance_weight is not None and not model_cfg.needs_frozen_var:
+            raise SplatdiffError(
+                f"--guidance-weight is a diffusion run's sampler setting and {config_path} is a {run.method_name} "
+                "run: leave it out."
+            )
         targets = [slim_run_folder(self.load_config, self.output_dir, self.experiment_name)]
         if model_cfg.needs_frozen_var:
             if self.var_config is not None and not Path(self.var_config).exists():
@@ -66,7 +76,13 @@ class SlimRun:
             )
             print(f"VAR       -> {var_config}")
         out = write_slim_run(
-            self.load_config, self.output_dir, self.experiment_name, self.data, var_config, self.overwrite
+            self.load_config,
+            self.output_dir,
+            self.experiment_name,
+            self.data,
+            var_config,
+            self.overwrite,
+            guidance_weight=self.guidance_weight,
         )
         print(f"{run.method_name:<9} -> {out}")
 
