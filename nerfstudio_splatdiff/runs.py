@@ -375,7 +375,9 @@ def write_slim_run(
         model.var_checkpoint = var_config
     if guidance_weight is not None:
         if not model.needs_frozen_var:
-            raise SplatdiffError(f"A guidance weight is a diffusion run's sampler setting, not a {run.method_name}'s.")
+            raise SplatdiffError(
+                f"A guidance weight is a diffusion run's sampler setting, not a {run.method_name}'s: leave it out."
+            )
         model.guidance_weight = float(guidance_weight)
     _, loaded = load_checkpoint(source)
     run.output_dir, run.experiment_name, run.timestamp = output_dir, experiment, "shipped"
