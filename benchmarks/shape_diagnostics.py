@@ -16,11 +16,22 @@
   horn reaches in the input camera (its horn-only surface points in every view, unprojected with the true depths)
   against the splatter depth range: a pixel's Gaussians sit at sigmoid(x) * (far - near) + near along its ray (plus a
   small offset), so what lies beyond `far` cannot be drawn, and what lies just before it only with a saturated sigmoid.
+- `nones`: where a diffusion run's "none" samples come from. Per input, the VAR's latent given each shape's privileged
+  view is that shape's code; each sample's latent (`DiffusionModel.latent_samples`, the proving ground's seeds) is
+  placed by its spatial mean (the global code, which carries the hidden side) against the input's three codes:
+  "at" a shape when within a third of the way to the input's next code (NEAR_CODE), otherwise "between". A "none"
+  sample near no code is the denoiser's (a blend, or off the codes altogether); one at a shape whose own code the VAR
+  also draws as "none" (or as another shape) for this input is the decoder's miss; one at a shape the VAR draws right
+  is off in the rest of its latent (the denoiser's again). Also the shares of the shapes the denoiser's latents sit
+  at (a fair sampler: 1/3 each), against the shapes the judge sees; and how many samples are still "none" once their
+  global code is moved onto the nearest code with the rest of their latent kept (what the global code's miss costs),
+  and once each is re-encoded with its own render of the privileged view (a test-time snap that needs no truth).
 `--split train` runs a check on the first 20 training scenes (proving_ground.TRAIN_SPLIT): fit, not generalisation.
 
     python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
     python benchmarks/shape_diagnostics.py probe --run checkpoints/shape/splatdiff-var-small/shipped
     python benchmarks/shape_diagnostics.py horns --split train
+    python benchmarks/shape_diagnostics.py nones --run checkpoints/shape/splatdiff-diffusion-small/shipped
 Writes benchmarks/results/shape_<check>_<split>.json and prints it.
 """
 
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from datetime import date
@@ -68,7 +80,7 @@ def capacity(args) -> dict:
     head.init_output_layer(init)  # its biases: where the head's output layer starts every Gaussian
     fits, t0 = [], time.perf_counter()
     gen = torch.Generator().manual_seed(0)
-    for item in load_inputs(args.split)[: args.inputs]:
+    for item in load_inputs(args.split)[: args.inputs or 3]:
         for k, batch in enumerate(item.batches):
             size = batch["images"].shape[-2]
             noise = 0.3 * torch.randn(1, head.out_channels, size, size, generator=gen)
@@ -219,26 +231,147 @@ def horns(args) -> dict:
     return {"run": str(args.run), "step": latest_step(args.run / "config.yml") + 1, "summary": summary, "inputs": rows}
 
 
+NEAR_CODE = 1 / 3
+"""A sample's latent is "at" a shape's code when its spatial mean lies within this share of the distance from that code
+to the nearest other code of the same input (so no two codes' neighbourhoods overlap), otherwise "between" codes."""
+
+
+def place_latents(sample_means: torch.Tensor, codes: torch.Tensor, near: float = NEAR_CODE) -> tuple[list, list, list]:
+    """Per sample (spatial means [N, C]) against one input's shape codes ([K, C]): (the index of the code it is at, or
+    -1 when it is near none; its distance to the nearest code over that code's distance to the next code; the index
+    of the nearest code)."""
+    d = torch.cdist(sample_means.double(), codes.double())  # [N, K]
+    gaps = torch.cdist(codes.double(), codes.double()).fill_diagonal_(float("inf")).min(dim=1).values  # [K]
+    nearest = d.argmin(dim=1)
+    relative = d.gather(1, nearest[:, None])[:, 0] / gaps[nearest]
+    placed = torch.where(relative <= near, nearest, torch.full_like(nearest, -1))
+    return placed.tolist(), relative.tolist(), nearest.tolist()
+
+
+def none_cause(judged: int, placed: int, oracle: list[int]) -> str:
+    """Why a sample is what the judge says: 'judged' (a shape), or for a "none": 'between' (its latent is near no
+    shape's code: the denoiser's), 'decoder' (at a code the VAR draws wrong for this input too), 'off' (at a code the
+    VAR draws right: the rest of the latent is off, the denoiser's again)."""
+    if judged != -1:
+        return "judged"
+    if placed == -1:
+        return "between"
+    return "decoder" if oracle[placed] != placed else "off"
+
+
+@torch.no_grad()
+def nones(args) -> dict:
+    """Where a diffusion run's "none" samples come from (see the module docstring)."""
+    from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
+
+    config = args.run / "config.yml"
+    model, run = load_inference_model(config)
+    if model.config.run_kind != "diffusion":
+        raise SystemExit(f"{args.run} is not a diffusion run: pass --run <a splatdiff-diffusion run folder>.")
+    size, rows = model.config.image_size, []
+    for i, item in enumerate(load_inputs(args.split, size, run_depth_range(run))[: args.inputs]):
+        batch = item.batch
+        codes = torch.cat([model.encode_source(b, with_privileged=True)[0] for b in item.batches])  # [K, C, h, w]
+        z, skip = model.latent_samples(batch, args.num_samples, args.guidance_weight, seed=i)  # the proving ground's
+        k = model.config.skip_weight
+
+        def rendered(latents: torch.Tensor) -> dict:
+            g = model.decode_latents(batch, latents, skip, k)
+            n = latents.shape[0]
+            return model.render_views(g, batch["c2w"].expand(n, -1, -1, -1), batch["K"].expand(n, -1, -1, -1), size)
+
+        def judged(latents: torch.Tensor, out: dict | None = None) -> list[int]:
+            out = rendered(latents) if out is None else out
+            return [item.mode_of({key: v[j] for key, v in out.items()}) for j in range(latents.shape[0])]
+
+        oracle = judged(codes)
+        placed, relative, nearest = place_latents(z.mean(dim=(2, 3)), codes.mean(dim=(2, 3)))
+        sample_renders = rendered(z)
+        sample_judged = judged(z, sample_renders)
+        # test-time re-encoding: each sample's own render of the privileged view, through the privileged branch
+        n = z.shape[0]
+        own = {key: batch[key].expand(n, *batch[key].shape[1:]) for key in ("c2w", "K", "depth_near", "depth_far")}
+        own["images"] = sample_renders["rgb"].clamp(0, 1)
+        reencoded_judged = judged(model.encode_source(own, with_privileged=True)[0])
+        # the same samples with their global code moved onto the nearest code (the rest of the latent kept)
+        snapped = z - z.mean(dim=(2, 3), keepdim=True) + codes[nearest].mean(dim=(2, 3), keepdim=True)
+        snapped_judged = judged(snapped)
+        rows.append(
+            {
+                "scene": item.name,
+                "true_shape": item.true_mode,
+                "oracle_judged": oracle,
+                "placed": placed,
+                "distance_to_code_over_gap": [round(r, 3) for r in relative],
+                "judged": sample_judged,
+                "nearest": nearest,
+                "judged_with_global_code_on_nearest": snapped_judged,
+                "judged_reencoded": reencoded_judged,
+                "cause": [none_cause(j, p, oracle) for j, p in zip(sample_judged, placed)],
+            }
+        )
+    K = len(rows[0]["oracle_judged"])
+    causes = [c for r in rows for c in r["cause"]]
+    placed = [p for r in rows for p in r["placed"]]
+    judged_all = [j for r in rows for j in r["judged"]]
+    share = lambda xs, v: float(np.mean([x == v for x in xs]))  # noqa: E731
+    return {
+        "run": str(args.run),
+        "step": latest_step(config) + 1,
+        "inputs": len(rows),
+        "samples_per_input": args.num_samples,
+        "guidance_weight": model.config.guidance_weight if args.guidance_weight is None else args.guidance_weight,
+        "near_code": NEAR_CODE,
+        "distance_to_code_over_gap_median": float(np.median([x for r in rows for x in r["distance_to_code_over_gap"]])),
+        "judged_none": share(judged_all, -1),
+        "judged_none_with_global_code_on_nearest": share(
+            [j for r in rows for j in r["judged_with_global_code_on_nearest"]], -1
+        ),
+        "judged_none_reencoded": share([j for r in rows for j in r["judged_reencoded"]], -1),
+        "reencoded_inputs_true_shape_sampled": float(np.mean([r["true_shape"] in r["judged_reencoded"] for r in rows])),
+        "inputs_true_shape_sampled": float(np.mean([r["true_shape"] in r["judged"] for r in rows])),
+        "none_causes": {c: share(causes, c) for c in ("between", "decoder", "off")},
+        "latent_at_shape": {**{f"shape_{s}": share(placed, s) for s in range(K)}, "between": share(placed, -1)},
+        "judged_shape": {**{f"shape_{s}": share(judged_all, s) for s in range(K)}, "none": share(judged_all, -1)},
+        "judged_given_latent_at": {
+            f"shape_{s}": {
+                str(j): sum(1 for p, jj in zip(placed, judged_all) if p == s and jj == j) for j in range(-1, K)
+            }
+            for s in range(-1, K)
+        },
+        "oracle_follows": float(np.mean([r["oracle_judged"][s] == s for r in rows for s in range(K)])),
+        "inputs_per_row": rows,
+    }
+
+
+def compact_lists(text: str) -> str:
+    """Indented JSON with every list of plain values (numbers, strings without commas) on one line."""
+    one_line = lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"  # noqa: E731
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", one_line, text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("check", choices=("capacity", "probe", "horns"))
+    ap.add_argument("check", choices=("capacity", "probe", "horns", "nones"))
     ap.add_argument("--split", choices=tuple(DIAGNOSTIC_SPLITS), default="val", help="train: fit, not generalisation")
     ap.add_argument("--run", type=Path, default=ROOT / "checkpoints/shape/splatdiff-var-small/shipped")
-    ap.add_argument("--inputs", type=int, default=3, help="capacity: inputs fitted (each once per shape)")
+    ap.add_argument("--inputs", type=int, default=None, help="the first inputs only (capacity: 3; others: all)")
     ap.add_argument("--steps", type=int, default=50, help="capacity: Adam steps per fit")
     ap.add_argument("--lr", type=float, default=0.05, help="capacity: Adam learning rate on the raw channels")
     ap.add_argument("--gaussians-per-pixel", type=int, default=2)
     ap.add_argument("--max-scale-px", type=float, default=1.0, help="capacity: the head's scale cap (0: none)")
+    ap.add_argument("--num-samples", type=int, default=20, help="nones: samples per input (the proving ground's 20)")
+    ap.add_argument("--guidance-weight", type=float, default=None, help="nones: default, the run's own")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     result = {"device": device_label(), "date": date.today().isoformat(), "check": args.check, "split": args.split}
-    result.update({"capacity": capacity, "probe": probe, "horns": horns}[args.check](args))
+    result.update({"capacity": capacity, "probe": probe, "horns": horns, "nones": nones}[args.check](args))
     out = args.out or ROOT / "benchmarks" / "results" / f"shape_{args.check}_{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "fits"}, indent=2))
+    out.write_text(compact_lists(json.dumps(result, indent=2)))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("fits", "inputs_per_row")}, indent=2))
 
 
 if __name__ == "__main__":

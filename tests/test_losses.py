@@ -163,3 +163,42 @@ def test_depth_spread_is_zero_for_one_surface_and_the_weighted_variance_for_two_
     assert float(losses.depth_spread_loss(_layers([2.0], a), viewmats, Ks, 8)) < 1e-6 * expected
     closer = losses.depth_spread_loss(_layers([2.0, 2.5], a), viewmats, Ks, 8)  # thinner cloud, less spread
     assert float(closer) < 0.3 * float(two)
+
+
+# -- the denoiser's loss on the global code ----------------------------------------------------------------------------
+def test_global_code_error_is_the_spatial_mean_part_of_the_epsilon_mse():
+    gen = torch.Generator().manual_seed(0)
+    eps, pred = torch.randn(3, 4, 8, 8, generator=gen), torch.randn(3, 4, 8, 8, generator=gen)
+    err = pred - eps
+    centred = err - err.mean(dim=(2, 3), keepdim=True)
+    g = losses.global_code_error(pred, eps)
+    assert torch.allclose(g, (err.mean(dim=(2, 3)) ** 2).mean())
+    assert torch.allclose(torch.nn.functional.mse_loss(pred, eps), g + (centred**2).mean())
+    offset = torch.tensor([0.5, -1.0, 2.0, 0.0])[None, :, None, None]  # a uniform error per channel: all global
+    assert torch.allclose(losses.global_code_error(eps + offset, eps), (offset**2).mean())
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1.0  # zero spatial mean: none
+    assert float(losses.global_code_error(eps + checker, eps)) < 1e-12
+
+
+@pytest.mark.parametrize("weight", [1.0, 64.0, 0.0])
+def test_the_global_loss_weight_scales_only_the_global_codes_part(weight):
+    from types import SimpleNamespace
+
+    from nerfstudio_splatdiff.models.diffusion import DiffusionModel, DiffusionModelConfig
+
+    gen = torch.Generator().manual_seed(1)
+    eps = torch.randn(2, 4, 8, 8, generator=gen)
+    offset = torch.tensor([0.5, -1.0, 2.0, 0.0])[None, :, None, None]
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 0.3 - 0.15
+    model = SimpleNamespace(config=DiffusionModelConfig(global_loss_weight=weight))
+    loss = DiffusionModel.get_loss_dict(model, {"eps_pred": eps + offset + checker, "eps": eps}, {})
+    total = sum(loss.values())
+    assert torch.allclose(total, weight * (offset**2).mean() + 0.15**2)  # the checker's part is weighted 1
+    assert ("eps_mse_global" in loss) == (weight != 1.0)
+
+
+def test_a_negative_global_loss_weight_is_one_clear_line():
+    from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
+
+    with pytest.raises(SplatdiffError, match="global-loss-weight"):
+        DiffusionModelConfig(global_loss_weight=-1.0)

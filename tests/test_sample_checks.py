@@ -210,6 +210,20 @@ def test_eta_reaches_the_sampler_and_the_viewer_slider(shipped_model, shipped_ru
     assert not torch.allclose(before, after, atol=1e-4)
 
 
+def test_sampled_latents_decode_to_exactly_what_generate_returns(shipped_model, shipped_run, proving_ground_photo):
+    """`latent_samples` + `decode_latents` (what diagnostics use to see the latents) are `sample` split in two: the
+    same seed gives the same Gaussians, so the latents are the ones the VAR's decoder turns into the scene, in the
+    VAR's own space (shaped like its encoder's), and another seed gives other latents."""
+    model = shipped_model
+    batch = photo_batch(model, load(proving_ground_photo, shipped_run))
+    whole = model.generate(batch, 2, seed=4)
+    z, skip = model.latent_samples(batch, 2, seed=4)
+    split = model.decode_latents(batch, z, skip, model.config.skip_weight)
+    assert torch.equal(whole.means, split.means) and torch.equal(whole.opacities, split.opacities)
+    assert z.shape[0] == 2 and z.shape[1:] == model.encode_source(batch)[0].shape[1:]
+    assert not torch.allclose(z, model.latent_samples(batch, 2, seed=5)[0], atol=1e-3)
+
+
 # -- rough inputs -----------------------------------------------------------------------------------------------------
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG that says it is width x height grey pixels (a decompression bomb: tiny on disk, huge in memory)."""

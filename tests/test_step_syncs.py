@@ -204,3 +204,20 @@ def test_compile_network_compiles_the_trained_network_in_place_and_only_for_cuda
     off = _tiny_var_model()
     off.compile_on_cuda(torch.device("cuda"))
     assert off.net._compiled_call_impl is None
+
+
+def test_the_global_code_scale_shrinks_the_diffused_latents_global_code_only(tiny_var_config):
+    model = _diffusion_model(tiny_var_config)
+    model.train()
+    model(*_train_step_inputs())  # sets the latent scales from a batch
+    z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0)) + 3.0
+    plain, condition = model.to_diffusion(z), model.to_condition(z)
+    model.config.global_code_scale = 0.125
+    shifted = model.to_diffusion(z)
+    mean = lambda x: x.mean(dim=(2, 3), keepdim=True)  # noqa: E731
+    assert torch.allclose(mean(shifted), 0.125 * mean(plain), atol=1e-6)  # the global code, 8x smaller
+    assert torch.allclose(shifted - mean(shifted), plain - mean(plain), atol=1e-6)  # the rest as before
+    assert torch.allclose(model.to_condition(z), condition)  # the condition is not diffused: unchanged
+    assert torch.allclose(model.from_diffusion(shifted), z, atol=1e-5)
+    with pytest.raises(SplatdiffError, match="global-code-scale"):
+        replace(model.config, global_code_scale=0.0)

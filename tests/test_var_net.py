@@ -190,6 +190,33 @@ def test_the_decoder_convolutions_never_see_the_latent_mean_only_its_global_code
         assert float((plain.decode_raw(z + shift, None) - plain.decode_raw(z, None)).abs().mean()) > 1e-3
 
 
+def test_global_code_noise_moves_only_the_spatial_mean_of_training_latents_by_its_std():
+    torch.manual_seed(0)
+    quiet = VARNetConfig(**SMALL, global_code=True, skip_dropout=0.0).setup().train()
+    noisy = VARNetConfig(**SMALL, global_code=True, global_code_noise=2.0, skip_dropout=0.0).setup().train()
+    noisy.load_state_dict(quiet.state_dict())
+    x = inputs(B=64)
+    torch.manual_seed(1)
+    a = quiet(*x)
+    torch.manual_seed(1)  # the same posterior noise: what differs is the global code's noise
+    b = noisy(*x)
+    moved = b["latent"] - a["latent"]
+    per_code = moved.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(moved, per_code.expand_as(moved), atol=1e-5)  # one shift per sample and channel
+    assert 1.6 < float(per_code.std()) < 2.4  # of std 2
+    assert torch.equal(a["latent_mean"], b["latent_mean"])
+    noisy.eval()
+    ev = noisy(*x)
+    assert torch.equal(ev["latent"], ev["latent_mean"])  # never in eval
+
+
+def test_global_code_noise_needs_a_global_code():
+    with pytest.raises(SplatdiffError, match="global-code-noise"):
+        VARNetConfig(**SMALL, global_code_noise=1.0)
+    with pytest.raises(SplatdiffError, match="global-code-noise"):
+        VARNetConfig(**SMALL, global_code=True, global_code_noise=-1.0)
+
+
 def test_privileged_view_is_withheld_at_random_in_training_only():
     torch.manual_seed(0)
     net = VARNetConfig(**SMALL, privileged_view=True, privileged_drop=1.0, skip_dropout=0.0).setup().train()

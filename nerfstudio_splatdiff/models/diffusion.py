@@ -67,6 +67,17 @@ class DiffusionModelConfig(SceneModelConfig):
     """Probability of zeroing the condition in training (classifier-free guidance)."""
     input_mask_prob: float = 0.0
     """Fine-tune phase: probability of masking a random half of the condition (the paper uses 0.5)."""
+    global_code_scale: float = 1.0
+    """Multiplies the global code's scale in the space the denoiser diffuses (not in its condition). Its noise is the
+    spatial mean of h x w unit noises, so at 1 (unit variance, like the rest) the global code keeps h x w times each
+    latent element's signal-to-noise ratio at every step: it is all but decided in the first, noisiest sampling
+    steps and fixed after. 1 / sqrt(h x w) gives it the elements' ratio, so its decision is spread over the schedule
+    (the shifted noise schedules of simple diffusion, for the one part that differs between completions)."""
+    global_loss_weight: float = 1.0
+    """Weight of the error on the noise's spatial mean (the VAR's global code, which carries the hidden side): the
+    loss is the epsilon-MSE plus (weight - 1) x `losses.global_code_error`; 1 is the plain epsilon-MSE (the
+    paper's). That part is only C of the latent's C x h x w numbers but the hardest to predict (a quarter of the
+    shipped geometry denoiser's loss); weighting it 64x for 1,500 steps did not change the samples (README)."""
     ema_decay: float = 0.9999
     bf16: bool = True
     compile_network: bool = False
@@ -120,6 +131,18 @@ class DiffusionModelConfig(SceneModelConfig):
             check_option(is_number_in(value, 0, 1), f"{flag}.{name.replace('_', '-')}", value, "a number in [0, 1]")
         check_option(
             is_number_in(self.eval_num_samples, 1), f"{flag}.eval-num-samples", self.eval_num_samples, "at least 1"
+        )
+        check_option(
+            is_number_in(self.global_code_scale, 1e-3, 1e3),
+            f"{flag}.global-code-scale",
+            self.global_code_scale,
+            "a factor in [0.001, 1000] (1 = the global code at unit variance like the rest)",
+        )
+        check_option(
+            is_number_in(self.global_loss_weight, 0, 10_000),
+            f"{flag}.global-loss-weight",
+            self.global_loss_weight,
+            "a weight in [0, 10000] (1 = the plain epsilon-MSE)",
         )
 
     @property
@@ -248,13 +271,25 @@ class DiffusionModel(SceneModel):
             return one, one
         return self.latent_scale, self.latent_scale_global
 
-    def to_diffusion(self, z: Tensor) -> Tensor:
-        """VAR latent -> the denoiser's unit-variance space (`scale_latent` with this run's scales)."""
+    def to_condition(self, z: Tensor) -> Tensor:
+        """VAR latent of the input -> the denoiser's condition, in unit-variance space (`scale_latent` with this run's
+        scales)."""
         return scale_latent(z, *self._scales())
+
+    def _diffused_scales(self) -> Tuple[Tensor, Tensor]:
+        """The scales of the latent the denoiser diffuses: the condition's, the global code's times
+        `global_code_scale`."""
+        scale, scale_global = self._scales()
+        return scale, scale_global * self.config.global_code_scale
+
+    def to_diffusion(self, z: Tensor) -> Tensor:
+        """VAR latent -> the space the denoiser diffuses in (unit variance, the global code's times
+        `global_code_scale`)."""
+        return scale_latent(z, *self._diffused_scales())
 
     def from_diffusion(self, x: Tensor) -> Tensor:
         """The inverse of `to_diffusion`."""
-        return scale_latent(x, *(1.0 / s for s in self._scales()))
+        return scale_latent(x, *(1.0 / s for s in self._diffused_scales()))
 
     def forward(self, cameras: Cameras, batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
         if batch is None:
@@ -266,7 +301,7 @@ class DiffusionModel(SceneModel):
             mean_z, logvar_z = mean, logvar
         self._set_scales(mean_z, logvar_z)
         z0 = self.to_diffusion(mean_z + torch.randn_like(mean_z) * torch.exp(0.5 * logvar_z))
-        cond = self.to_diffusion(mean)
+        cond = self.to_condition(mean)
         B = z0.shape[0]
         if self.training:
             drop = torch.rand(B, device=z0.device) < self.config.cond_drop_prob
@@ -298,10 +333,18 @@ class DiffusionModel(SceneModel):
         return masks
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        return {"eps_mse": F.mse_loss(outputs["eps_pred"], outputs["eps"])}
+        loss = {"eps_mse": F.mse_loss(outputs["eps_pred"], outputs["eps"])}
+        extra = self.config.global_loss_weight - 1.0
+        if extra != 0.0:
+            loss["eps_mse_global"] = extra * losses.global_code_error(outputs["eps_pred"], outputs["eps"])
+        return loss
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
-        return {"eps_mse": F.mse_loss(outputs["eps_pred"].detach(), outputs["eps"])}
+        pred = outputs["eps_pred"].detach()
+        return {
+            "eps_mse": F.mse_loss(pred, outputs["eps"]),
+            "eps_mse_global": losses.global_code_error(pred, outputs["eps"]),
+        }
 
     # -- sampling ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -316,6 +359,24 @@ class DiffusionModel(SceneModel):
     ) -> Gaussians:
         """N complete Gaussian scenes for the source view of a batch of ONE scene: Gaussians [N, ...]. Knobs left
         None are the run's."""
+        c = self.config
+        k = c.skip_weight if skip_weight is None else skip_weight
+        z, skip = self.latent_samples(batch, num_samples, guidance_weight, k, seed, eta)
+        return self.decode_latents(batch, z, skip, k)
+
+    @torch.no_grad()
+    def latent_samples(
+        self,
+        batch: Dict[str, Tensor],
+        num_samples: int,
+        guidance_weight: Optional[float] = None,
+        skip_weight: Optional[float] = None,
+        seed: Optional[int] = None,
+        eta: Optional[float] = None,
+    ) -> Tuple[Float[Tensor, "N C h w"], Tensor]:
+        """The first half of `sample`: N latents in the VAR's own space (not the denoiser's scaled one), and the
+        input's skip features to decode them with (`decode_latents`; `skip_weight` is only checked here, with the other
+        knobs, before any work). Diagnostics compare these latents with the VAR's own."""
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
@@ -332,7 +393,7 @@ class DiffusionModel(SceneModel):
 
         x = sample_latents(
             call,
-            self.to_diffusion(mean),
+            self.to_condition(mean),
             num_samples,
             c.schedule,
             c.scheduler,
@@ -341,14 +402,20 @@ class DiffusionModel(SceneModel):
             c.seed if seed is None else seed,
             eta,
         )[0]
-        z = self.from_diffusion(x)
-        N = num_samples
+        return self.from_diffusion(x), skip
+
+    @torch.no_grad()
+    def decode_latents(
+        self, batch: Dict[str, Tensor], z: Float[Tensor, "N C h w"], skip: Tensor, skip_weight: float
+    ) -> Gaussians:
+        """The second half of `sample`: the frozen VAR decodes N latents of ONE scene into Gaussians [N, ...]."""
+        N = z.shape[0]
         rep = lambda key: batch[key][:, 0].expand(N, *batch[key].shape[2:])  # noqa: E731
         with self.autocast(z.device):
             return self.var.decode(
                 z,
                 skip.expand(N, *skip.shape[1:]),
-                k,
+                skip_weight,
                 rep("c2w"),
                 rep("K"),
                 batch["depth_near"].expand(N),

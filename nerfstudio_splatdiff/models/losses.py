@@ -59,6 +59,13 @@ def high_frequency_loss(pred: Float[Tensor, "N H W 3"], gt: Float[Tensor, "N H W
     return (laplacian(pred) - laplacian(gt)).abs().mean()
 
 
+def global_code_error(eps_pred: Float[Tensor, "B C h w"], eps: Float[Tensor, "B C h w"]) -> Tensor:
+    """MSE of the error's spatial mean: how wrongly a denoiser predicts the noise on a latent's global code (the
+    VAR's spatial mean, which carries the hidden side). The plain epsilon-MSE holds it once already, as C of its
+    C x h x w numbers: that MSE is this plus the mean square of the error minus its spatial mean."""
+    return F.mse_loss(eps_pred.mean(dim=(2, 3)), eps.mean(dim=(2, 3)))
+
+
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)), averaged over all latent elements (so its weight is size-free)."""
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()

@@ -60,6 +60,11 @@ class VARNetConfig(InstantiateConfig):
     the branch learned to shrink them (models/privileged.py)."""
     global_code_width: int = 64
     """Hidden width of the global code's MLP."""
+    global_code_noise: float = 0.0
+    """With `global_code`: std of Gaussian noise added to each channel of the global code of a sampled training latent.
+    Pooling leaves the decoder a posterior noise of ~0.01 there, so it never learns what an imprecise code means, while
+    a denoiser's samples miss their shape's code by ~2 (shape_diagnostics.py nones): trained with noise about that
+    size the decoder reads a nearby code as the shape, as it must to decode samples. 0 = none (the paper's)."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
@@ -69,6 +74,12 @@ class VARNetConfig(InstantiateConfig):
         check_network_shape(flag, self.block_out_channels, self.norm_num_groups, self.layers_per_block)
         check_option(
             is_number_in(self.latent_channels, 1), f"{flag}.latent-channels", self.latent_channels, "at least 1"
+        )
+        check_option(
+            is_number_in(self.global_code_noise, 0, 100) and (self.global_code or self.global_code_noise == 0),
+            f"{flag}.global-code-noise",
+            self.global_code_noise,
+            f"a std in [0, 100], with {flag}.global-code True (or 0)",
         )
         for name in ("skip_dropout", "privileged_drop"):
             value = getattr(self, name)
@@ -270,6 +281,9 @@ class VARNet(nn.Module):
             sample_latent = self.training
         if latent is None:
             latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if sample_latent else mean
+            if sample_latent and self.training and self.config.global_code_noise > 0:
+                noise = torch.randn(*mean.shape[:2], 1, 1, device=mean.device, dtype=mean.dtype)
+                latent = latent + self.config.global_code_noise * noise
         w = torch.as_tensor(skip_weight, dtype=images.dtype, device=images.device).expand(images.shape[0])
         if self.training and self.config.skip_dropout > 0:
             keep = (torch.rand(images.shape[0], device=images.device) >= self.config.skip_dropout).to(images.dtype)

@@ -1,0 +1,56 @@
+"""benchmarks/shape_diagnostics.py nones: where a diffusion run's "none" samples come from. A sample's latent is placed
+at a shape's code only when it is clearly nearer that code than the input's others are to it, and each "none" gets
+one cause: near no code (the denoiser), at a code the VAR itself draws wrong (the decoder), at a code the VAR draws
+right (the rest of the latent, the denoiser again)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _diagnostics():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("shape_diagnostics", ROOT / "benchmarks" / "shape_diagnostics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CODES = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 6.0]])
+"""Three shape codes: 0 and 1 are 3 apart, 2 is 6 from 0 (so its neighbourhood is twice as wide)."""
+
+
+def test_a_latent_is_at_a_code_only_within_a_third_of_the_way_to_that_codes_next_code():
+    d = _diagnostics()
+    samples = torch.tensor([[0.9, 0.0], [1.1, 0.0], [1.6, 0.0], [0.0, 4.1], [0.0, 3.9], [2.9, 0.2]])
+    placed, relative, nearest = d.place_latents(samples, CODES)
+    assert placed == [0, -1, -1, 2, -1, 1] and nearest == [0, 0, 1, 2, 2, 1]
+    # distance to the nearest code over that code's gap to its nearest other code (3 for codes 0 and 1, 6 for 2)
+    expected = [0.3, 1.1 / 3, 1.4 / 3, 1.9 / 6, 2.1 / 6, float(torch.tensor([0.1, 0.2]).norm()) / 3]
+    assert torch.allclose(torch.tensor(relative, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_each_none_sample_gets_the_cause_its_latent_and_the_vars_own_render_say():
+    d = _diagnostics()
+    oracle = [0, -1, 1]  # the VAR draws shape 0 right, shape 1 as "none", shape 2 as shape 1
+    assert d.none_cause(judged=2, placed=-1, oracle=oracle) == "judged"
+    assert d.none_cause(judged=-1, placed=-1, oracle=oracle) == "between"
+    assert d.none_cause(judged=-1, placed=0, oracle=oracle) == "off"
+    assert d.none_cause(judged=-1, placed=1, oracle=oracle) == "decoder"
+    assert d.none_cause(judged=-1, placed=2, oracle=oracle) == "decoder"
+
+
+def test_results_are_written_with_plain_lists_on_one_line_and_read_back_the_same():
+    import json
+
+    d = _diagnostics()
+    result = {"a": [1, -1, 2.5], "rows": [{"cause": ["judged", "between"], "nested": [[1, 2], [3]]}], "empty": []}
+    text = d.compact_lists(json.dumps(result, indent=2))
+    assert json.loads(text) == result
+    assert '"a": [1, -1, 2.5]' in text and '"cause": ["judged", "between"]' in text
