@@ -26,6 +26,7 @@
   at (a fair sampler: 1/3 each), against the shapes the judge sees; and how many samples are still "none" once their
   global code is moved onto the nearest code with the rest of their latent kept (what the global code's miss costs),
   and once each is re-encoded with its own render of the privileged view (a test-time snap that needs no truth).
+  Figure: per input, its codes and samples in the plane of the codes (docs/images/shape_nones_<split>.png).
 `--split train` runs a check on the first 20 training scenes (proving_ground.TRAIN_SPLIT): fit, not generalisation.
 
     python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
@@ -248,6 +249,65 @@ def place_latents(sample_means: torch.Tensor, codes: torch.Tensor, near: float =
     return placed.tolist(), relative.tolist(), nearest.tolist()
 
 
+def plane_coordinates(sample_means: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The plane through an input's three shape codes ([3, C]): (the codes' 2D coordinates in it [3, 2], the samples'
+    projections [N, 2], the samples' distances from the plane [N]). Code 0 is the origin and code 1 lies on the x
+    axis."""
+    c, x = codes.double(), sample_means.double()
+    e1 = (c[1] - c[0]) / (c[1] - c[0]).norm()
+    v = c[2] - c[0] - ((c[2] - c[0]) @ e1) * e1
+    e2 = v / v.norm()
+    basis = torch.stack([e1, e2], dim=1)  # [C, 2], orthonormal columns
+    rel = x - c[0]
+    xy = rel @ basis
+    return (c - c[0]) @ basis, xy, (rel - xy @ basis.T).norm(dim=1)
+
+
+def barycentric(codes_xy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Weights [N, 3] of the three codes (2D, [3, 2]) that give each point [N, 2]; they sum to 1, and a point beyond
+    a code or off the triangle's side has a negative one."""
+    a = torch.linalg.solve(
+        torch.stack([codes_xy[1] - codes_xy[0], codes_xy[2] - codes_xy[0]], dim=1), (xy - codes_xy[0]).T
+    ).T
+    return torch.cat([1 - a.sum(dim=1, keepdim=True), a], dim=1)
+
+
+def nones_figure(rows: list, path: Path, shapes: list[str]) -> None:
+    """Per input (the first 6): its shape codes and its samples in the plane of the codes, each sample coloured by
+    the shape the judge saw (grey: "none"), each code with its "at" disc (NEAR_CODE of the way to its next code)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = ["tab:blue", "tab:orange", "tab:green"]
+    shown = rows[:6]
+    cols = min(3, len(shown))
+    fig, axes = plt.subplots((len(shown) + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.4 * 2), squeeze=False)
+    for ax in axes.flat[len(shown) :]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, shown):
+        codes, xy = np.array(r["codes_xy"]), np.array(r["samples_xy"])
+        gaps = [min(np.linalg.norm(codes[k] - codes[j]) for j in range(3) if j != k) for k in range(3)]
+        for k in range(3):
+            ax.add_patch(plt.Circle(codes[k], NEAR_CODE * gaps[k], color=colours[k], alpha=0.12))
+            ax.scatter(*codes[k], marker="*", s=260, color=colours[k], edgecolor="black", zorder=3)
+        for (px, py), j in zip(xy, r["judged"]):
+            ax.scatter(px, py, s=22, color="0.6" if j == -1 else colours[j], edgecolor="black", linewidth=0.3)
+        ax.set_title(f"{r['scene']} (true: {shapes[r['true_shape']]})", fontsize=9)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    handles = [plt.Line2D([], [], marker="*", ls="", color=c, markeredgecolor="black", ms=12) for c in colours]
+    handles.append(plt.Line2D([], [], marker="o", ls="", color="0.6", markeredgecolor="black"))
+    labels = [f"{n} code / sample judged {n}" for n in shapes] + ['sample judged "none"']
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("diffusion samples' global codes in the plane of the input's three shape codes", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def none_cause(judged: int, placed: int, oracle: list[int]) -> str:
     """Why a sample is what the judge says: 'judged' (a shape), or for a "none": 'between' (its latent is near no
     shape's code: the denoiser's), 'decoder' (at a code the VAR draws wrong for this input too), 'off' (at a code the
@@ -286,6 +346,8 @@ def nones(args) -> dict:
 
         oracle = judged(codes)
         placed, relative, nearest = place_latents(z.mean(dim=(2, 3)), codes.mean(dim=(2, 3)))
+        codes_xy, samples_xy, off_plane = plane_coordinates(z.mean(dim=(2, 3)), codes.mean(dim=(2, 3)))
+        gap = float(torch.pdist(codes.mean(dim=(2, 3)).double()).min())
         sample_renders = rendered(z)
         sample_judged = judged(z, sample_renders)
         # test-time re-encoding: each sample's own render of the privileged view, through the privileged branch
@@ -307,9 +369,17 @@ def nones(args) -> dict:
                 "nearest": nearest,
                 "judged_with_global_code_on_nearest": snapped_judged,
                 "judged_reencoded": reencoded_judged,
+                "codes_xy": codes_xy.round(decimals=3).tolist(),
+                "samples_xy": samples_xy.round(decimals=3).tolist(),
+                "off_plane_over_smallest_gap": (off_plane / gap).round(decimals=3).tolist(),
+                "largest_code_weight": barycentric(codes_xy, samples_xy).max(dim=1).values.round(decimals=3).tolist(),
                 "cause": [none_cause(j, p, oracle) for j, p in zip(sample_judged, placed)],
             }
         )
+    from nerfstudio_splatdiff.data.procedural.shapes import SHAPE_MODES
+
+    figure = args.figure or ROOT / "docs" / "images" / f"shape_nones_{args.split}.png"
+    nones_figure(rows, figure, ["nothing" if m == "none" else m for m in SHAPE_MODES])
     K = len(rows[0]["oracle_judged"])
     causes = [c for r in rows for c in r["cause"]]
     placed = [p for r in rows for p in r["placed"]]
@@ -323,6 +393,12 @@ def nones(args) -> dict:
         "guidance_weight": model.config.guidance_weight if args.guidance_weight is None else args.guidance_weight,
         "near_code": NEAR_CODE,
         "distance_to_code_over_gap_median": float(np.median([x for r in rows for x in r["distance_to_code_over_gap"]])),
+        "off_plane_over_smallest_gap_median": float(
+            np.median([x for r in rows for x in r["off_plane_over_smallest_gap"]])
+        ),
+        "share_with_a_code_weighted_above_0.8_in_the_plane": float(
+            np.mean([w > 0.8 for r in rows for w in r["largest_code_weight"]])
+        ),
         "judged_none": share(judged_all, -1),
         "judged_none_with_global_code_on_nearest": share(
             [j for r in rows for j in r["judged_with_global_code_on_nearest"]], -1
@@ -340,6 +416,7 @@ def nones(args) -> dict:
             for s in range(-1, K)
         },
         "oracle_follows": float(np.mean([r["oracle_judged"][s] == s for r in rows for s in range(K)])),
+        "figure": str(figure.relative_to(ROOT) if figure.is_relative_to(ROOT) else figure),
         "inputs_per_row": rows,
     }
 
@@ -362,6 +439,7 @@ def main() -> None:
     ap.add_argument("--max-scale-px", type=float, default=1.0, help="capacity: the head's scale cap (0: none)")
     ap.add_argument("--num-samples", type=int, default=20, help="nones: samples per input (the proving ground's 20)")
     ap.add_argument("--guidance-weight", type=float, default=None, help="nones: default, the run's own")
+    ap.add_argument("--figure", type=Path, default=None, help="nones: default docs/images/shape_nones_<split>.png")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()

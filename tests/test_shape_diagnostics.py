@@ -54,3 +54,22 @@ def test_results_are_written_with_plain_lists_on_one_line_and_read_back_the_same
     text = d.compact_lists(json.dumps(result, indent=2))
     assert json.loads(text) == result
     assert '"a": [1, -1, 2.5]' in text and '"cause": ["judged", "between"]' in text
+
+
+def test_samples_are_placed_in_the_plane_of_the_three_codes_with_their_distance_from_it():
+    d = _diagnostics()
+    codes = torch.tensor([[1.0, 1.0, 0.0, 0.0], [4.0, 1.0, 0.0, 0.0], [1.0, 5.0, 0.0, 0.0]])  # a right angle at code 0
+    samples = torch.tensor([[4.0, 1.0, 0.0, 0.0], [2.0, 2.0, 0.5, 0.0], [1.0, 1.0, 0.0, -2.0]])
+    codes_xy, xy, off = d.plane_coordinates(samples, codes)
+    assert torch.allclose(codes_xy, torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64))
+    assert torch.allclose(xy, torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, 0.0]], dtype=torch.float64))
+    assert torch.allclose(off, torch.tensor([0.0, 0.5, 2.0], dtype=torch.float64))
+
+
+def test_barycentric_weights_say_which_code_a_point_in_the_plane_leans_to():
+    d = _diagnostics()
+    codes_xy = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    points = torch.tensor([[3.0, 0.0], [1.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    w = d.barycentric(codes_xy, points)
+    expected = [[0.0, 1.0, 0.0], [1 - 1 / 3 - 1 / 4, 1 / 3, 1 / 4], [4 / 3, -1 / 3, 0.0]]  # the last lies beyond code 0
+    assert torch.allclose(w, torch.tensor(expected, dtype=torch.float64))
