@@ -345,9 +345,10 @@ def nones(args) -> dict:
             return [item.mode_of({key: v[j] for key, v in out.items()}) for j in range(latents.shape[0])]
 
         oracle = judged(codes)
-        placed, relative, nearest = place_latents(z.mean(dim=(2, 3)), codes.mean(dim=(2, 3)))
-        codes_xy, samples_xy, off_plane = plane_coordinates(z.mean(dim=(2, 3)), codes.mean(dim=(2, 3)))
-        gap = float(torch.pdist(codes.mean(dim=(2, 3)).double()).min())
+        z_code, code = z.mean(dim=(2, 3)), codes.mean(dim=(2, 3))  # the global codes: [N, C], [K, C]
+        placed, relative, nearest = place_latents(z_code, code)
+        codes_xy, samples_xy, off_plane = plane_coordinates(z_code, code)
+        gap = float(torch.pdist(code.double()).min())
         sample_renders = rendered(z)
         sample_judged = judged(z, sample_renders)
         # test-time re-encoding: each sample's own render of the privileged view, through the privileged branch
@@ -356,7 +357,7 @@ def nones(args) -> dict:
         own["images"] = sample_renders["rgb"].clamp(0, 1)
         reencoded_judged = judged(model.encode_source(own, with_privileged=True)[0])
         # the same samples with their global code moved onto the nearest code (the rest of the latent kept)
-        snapped = z - z.mean(dim=(2, 3), keepdim=True) + codes[nearest].mean(dim=(2, 3), keepdim=True)
+        snapped = z + (code[nearest] - z_code)[..., None, None]
         snapped_judged = judged(snapped)
         rows.append(
             {

@@ -63,8 +63,8 @@ class VARNetConfig(InstantiateConfig):
     global_code_noise: float = 0.0
     """With `global_code`: std of Gaussian noise added to each channel of the global code of a sampled training latent.
     Pooling leaves the decoder a posterior noise of ~0.01 there, so it never learns what an imprecise code means, while
-    a denoiser's samples miss their shape's code by ~2 (shape_diagnostics.py nones): trained with noise about that
-    size the decoder reads a nearby code as the shape, as it must to decode samples. 0 = none (the paper's)."""
+    a denoiser's samples miss their shape's code by ~2 (shape_diagnostics.py nones). Meant to teach the decoder to
+    read a nearby code as that shape; 1.0 for 1,500 steps at lr 3e-5 did not (README). 0 = none (the paper's)."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
