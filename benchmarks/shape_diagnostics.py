@@ -27,12 +27,20 @@
   global code is moved onto the nearest code with the rest of their latent kept (what the global code's miss costs),
   and once each is re-encoded with its own render of the privileged view (a test-time snap that needs no truth).
   Figure: per input, its codes and samples in the plane of the codes (docs/images/shape_nones_<split>.png).
+- `codes`: can a denoiser know where an input's shape codes lie? Each held-out input's three codes, as offsets from the
+  global code of its input-only latent (the denoiser's condition), are predicted by what training scenes (seed 0,
+  `--train-scenes`) teach: each shape's mean offset, the mean of the 20 training inputs with the nearest conditions,
+  and ridge regression on the condition (its alpha chosen on a fifth of the training scenes). Scored like `nones`
+  (error over the distance to the input's next code; "at" within NEAR_CODE). Also how the offsets' departures split
+  into a part all three shapes of an input share and each shape's own, and the denoiser's own estimate of the global
+  code along its sampling path: the x0 its noise prediction implies at every step, against the input's codes.
 `--split train` runs a check on the first 20 training scenes (proving_ground.TRAIN_SPLIT): fit, not generalisation.
 
     python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
     python benchmarks/shape_diagnostics.py probe --run checkpoints/shape/splatdiff-var-small/shipped
     python benchmarks/shape_diagnostics.py horns --split train
     python benchmarks/shape_diagnostics.py nones --run checkpoints/shape/splatdiff-diffusion-small/shipped
+    python benchmarks/shape_diagnostics.py codes --run checkpoints/shape/splatdiff-diffusion-small/shipped
 Writes benchmarks/results/shape_<check>_<split>.json and prints it.
 """
 
@@ -422,6 +430,141 @@ def nones(args) -> dict:
     }
 
 
+def code_offsets(cond_means: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Each input's shape codes ([N, K, C]) as offsets from the global code of its input-only latent ([N, C]), the
+    denoiser's condition: what a denoiser must add to what it is shown."""
+    return codes - cond_means[:, None]
+
+
+def offset_error_over_gap(pred: torch.Tensor, offsets: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Per input and shape ([N, K]): the distance from a predicted offset to the true one over that code's distance to
+    the input's next code (the scale on which `place_latents` calls a latent "at" a code)."""
+    d = torch.cdist(codes.double(), codes.double())
+    gaps = (d + torch.diag(torch.full((codes.shape[1],), float("inf"), dtype=d.dtype))).min(dim=2).values
+    return (pred.double() - offsets.double()).norm(dim=2) / gaps
+
+
+def knn_offsets(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
+    """The mean offsets ([M, K, C]) of the k training inputs whose conditions (flattened, [N, D]) are nearest to each of
+    `x` ([M, D])."""
+    idx = torch.cdist(x.double(), train_x.double()).topk(k, largest=False).indices
+    return train_y.double()[idx].mean(dim=1)
+
+
+def ridge_offsets(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Ridge regression (standardised features, in its dual form: N training inputs, D >> N features) from the
+    condition ([N, D]) to the offsets ([N, K, C]), evaluated at `x` ([M, D])."""
+    X, Y = train_x.double(), train_y.double().flatten(1)
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    Xn, xn, ym = (X - mu) / sd, (x.double() - mu) / sd, Y.mean(0)
+    a = torch.linalg.solve(Xn @ Xn.T + alpha * torch.eye(len(Xn), dtype=Xn.dtype), Y - ym)
+    return (xn @ Xn.T @ a + ym).reshape(-1, *train_y.shape[1:])
+
+
+def shared_and_own(offsets: torch.Tensor, codes: torch.Tensor) -> tuple[float, float]:
+    """How the offsets' departures from their per-shape means ([N, K, C]) split into a part every shape of an input
+    shares (their mean over shapes) and each shape's own: the medians of their norms, over the input's smallest gap."""
+    e = offsets.double() - offsets.double().mean(0, keepdim=True)
+    e = e / torch.stack([torch.pdist(c.double()).min() for c in codes])[:, None, None]
+    shared = e.mean(dim=1, keepdim=True)
+    return float(shared.norm(dim=2).median()), float((e - shared).norm(dim=2).median())
+
+
+def codes(args) -> dict:
+    """Can a denoiser know where an input's shape codes lie? Fitted on training scenes, scored on the split."""
+    from nerfstudio_splatdiff.completions import held_out_inputs
+    from nerfstudio_splatdiff.models.sampling import sample_latents
+    from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
+
+    config = args.run / "config.yml"
+    model, run = load_inference_model(config)
+    if model.config.run_kind != "diffusion":
+        raise SystemExit(f"{args.run} is not a diffusion run: pass --run <a splatdiff-diffusion run folder>.")
+    size, depth_range = model.config.image_size, run_depth_range(run)
+    work = ROOT / "outputs" / "proving_ground_eval" / f"shape_train{args.train_scenes}"
+    seed = TRAIN_SPLIT[0]
+    cache = work / "cache"
+    train = held_out_inputs(
+        work, args.train_scenes, seed, size, cache=cache, mode_kind="shape", depth_range=depth_range
+    )
+    held = load_inputs(args.split, size, depth_range)[: args.inputs]
+
+    def features(items) -> tuple[torch.Tensor, ...]:
+        x, m, c = [], [], []
+        for item in items:
+            mean = model.encode_source(item.batch)[0]
+            x.append(model.to_condition(mean).flatten())
+            m.append(mean.mean(dim=(2, 3))[0])
+            shape_codes = torch.cat([model.encode_source(b, with_privileged=True)[0] for b in item.batches])
+            c.append(shape_codes.mean(dim=(2, 3)))
+        x, m, c = torch.stack(x), torch.stack(m), torch.stack(c)
+        return x, code_offsets(m, c), c
+
+    x_tr, y_tr, c_tr = features(train)
+    x, y, c = features(held)
+    split = len(train) * 4 // 5  # the ridge's alpha is chosen on the last fifth of the training scenes
+    fit, choose = slice(0, split), slice(split, None)
+
+    def held_error(a: float) -> float:
+        pred = ridge_offsets(x_tr[fit], y_tr[fit], x_tr[choose], a)
+        return float(offset_error_over_gap(pred, y_tr[choose], c_tr[choose]).median())
+
+    alpha = min((1.0, 10.0, 100.0, 1000.0, 10000.0), key=held_error)
+    predictions = {
+        "the_training_mean_offset_of_each_shape": y_tr.double().mean(0, keepdim=True).expand(len(held), -1, -1),
+        "nearest_20_training_inputs": knn_offsets(x_tr, y_tr, x, 20),
+        f"ridge_alpha_{alpha:g}": ridge_offsets(x_tr, y_tr, x, alpha),
+    }
+    predictors = {}
+    for name, pred in predictions.items():
+        err = offset_error_over_gap(pred, y, c)
+        predictors[name] = {
+            "median_error_over_gap": float(err.median()),
+            "share_within_near_code": float((err <= NEAR_CODE).double().mean()),
+        }
+    shared, own = shared_and_own(y, c)
+    # the denoiser's own estimate of the global code along its sampling path (x0 from each step's noise prediction)
+    alphas_cumprod = model.train_scheduler.alphas_cumprod
+    den = model.eval_denoiser()
+    path: dict[int, list[float]] = {}
+    for i, item in enumerate(held):
+        mean = model.encode_source(item.batch)[0]
+        codes_i = c[i].double()
+
+        def call(xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            with model.autocast(xt.device):
+                eps = den(xt, t, cond).float()
+            ab = alphas_cumprod[int(t[0])]
+            x0 = model.from_diffusion((xt - (1 - ab).sqrt() * eps) / ab.sqrt()).mean(dim=(2, 3)).double()
+            _, relative, _ = place_latents(x0[: args.num_samples], codes_i)  # the conditional half under guidance
+            path.setdefault(int(t[0]), []).extend(relative)
+            return eps
+
+        c_model = model.config
+        sample_latents(
+            call,
+            model.to_condition(mean),
+            args.num_samples,
+            c_model.schedule,
+            c_model.scheduler,
+            c_model.num_steps,
+            c_model.guidance_weight if args.guidance_weight is None else args.guidance_weight,
+            i,
+            c_model.eta,
+        )
+    steps = sorted(path, reverse=True)
+    return {
+        "run": str(args.run),
+        "step": latest_step(config) + 1,
+        "training_scenes": len(train),
+        "inputs": len(held),
+        "near_code": NEAR_CODE,
+        "offset_predictors": predictors,
+        "offset_departures_over_gap": {"shared_by_the_inputs_shapes_median": shared, "own_to_each_shape_median": own},
+        "sampling_path_x0_distance_to_nearest_code_over_gap_median": {str(t): float(np.median(path[t])) for t in steps},
+    }
+
+
 def compact_lists(text: str) -> str:
     """Indented JSON with every list of plain values (numbers, strings without commas) on one line."""
     one_line = lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"  # noqa: E731
@@ -430,7 +573,7 @@ def compact_lists(text: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("check", choices=("capacity", "probe", "horns", "nones"))
+    ap.add_argument("check", choices=("capacity", "probe", "horns", "nones", "codes"))
     ap.add_argument("--split", choices=tuple(DIAGNOSTIC_SPLITS), default="val", help="train: fit, not generalisation")
     ap.add_argument("--run", type=Path, default=ROOT / "checkpoints/shape/splatdiff-var-small/shipped")
     ap.add_argument("--inputs", type=int, default=None, help="the first inputs only (capacity: 3; others: all)")
@@ -441,12 +584,14 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, default=20, help="nones: samples per input (the proving ground's 20)")
     ap.add_argument("--guidance-weight", type=float, default=None, help="nones: default, the run's own")
     ap.add_argument("--figure", type=Path, default=None, help="nones: default docs/images/shape_nones_<split>.png")
+    ap.add_argument("--train-scenes", type=int, default=500, help="codes: training scenes the predictors are fitted on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     result = {"device": device_label(), "date": date.today().isoformat(), "check": args.check, "split": args.split}
-    result.update({"capacity": capacity, "probe": probe, "horns": horns, "nones": nones}[args.check](args))
+    checks = {"capacity": capacity, "probe": probe, "horns": horns, "nones": nones, "codes": codes}
+    result.update(checks[args.check](args))
     out = args.out or ROOT / "benchmarks" / "results" / f"shape_{args.check}_{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(compact_lists(json.dumps(result, indent=2)))

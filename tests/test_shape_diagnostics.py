@@ -1,7 +1,8 @@
-"""benchmarks/shape_diagnostics.py nones: where a diffusion run's "none" samples come from. A sample's latent is placed
-at a shape's code only when it is clearly nearer that code than the input's others are to it, and each "none" gets
-one cause: near no code (the denoiser), at a code the VAR itself draws wrong (the decoder), at a code the VAR draws
-right (the rest of the latent, the denoiser again)."""
+"""benchmarks/shape_diagnostics.py nones and codes: where a diffusion run's "none" samples come from. A sample's latent
+is placed at a shape's code only when it is clearly nearer that code than the input's others are to it, and each
+"none" gets one cause: near no code (the denoiser), at a code the VAR itself draws wrong (the decoder), at a code the
+VAR draws right (the rest of the latent, the denoiser again). `codes` scores predictions of where an input's codes
+lie against each code's gap to the input's next code."""
 
 from __future__ import annotations
 
@@ -73,3 +74,46 @@ def test_barycentric_weights_say_which_code_a_point_in_the_plane_leans_to():
     w = d.barycentric(codes_xy, points)
     expected = [[0.0, 1.0, 0.0], [1 - 1 / 3 - 1 / 4, 1 / 3, 1 / 4], [4 / 3, -1 / 3, 0.0]]  # the last lies beyond code 0
     assert torch.allclose(w, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_an_offset_error_is_measured_against_each_codes_own_gap_to_the_inputs_next_code():
+    d = _diagnostics()
+    codes = CODES[None]  # one input, three codes (gaps 3, 3, 6)
+    offsets = d.code_offsets(torch.tensor([[1.0, 1.0]]), codes)
+    assert torch.equal(offsets, codes - torch.tensor([1.0, 1.0]))
+    pred = offsets + torch.tensor([[[0.0, 1.5], [0.0, 0.0], [3.0, 0.0]]])
+    err = d.offset_error_over_gap(pred, offsets, codes)
+    assert torch.allclose(err, torch.tensor([[0.5, 0.0, 0.5]], dtype=torch.float64))
+
+
+def test_the_nearest_training_inputs_lend_their_mean_offsets():
+    d = _diagnostics()
+    train_x = torch.tensor([[0.0], [1.0], [10.0]])
+    train_y = torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]], [[100.0, 0.0]]])  # [N, K=1, C=2]
+    pred = d.knn_offsets(train_x, train_y, torch.tensor([[0.4], [9.0]]), k=2)
+    assert torch.allclose(pred, torch.tensor([[[2.0, 0.0]], [[51.5, 0.0]]], dtype=torch.float64))
+
+
+def test_ridge_recovers_a_linear_map_with_little_regularisation_and_the_mean_with_a_lot():
+    d = _diagnostics()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    w = torch.tensor([[1.0, -2.0], [0.5, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    y = (x @ w + torch.tensor([4.0, -1.0], dtype=torch.float64))[:, None]  # [N, K=1, C=2]
+    test_x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    exact = d.ridge_offsets(x, y, test_x, alpha=1e-8)
+    assert torch.allclose(exact, (test_x @ w + torch.tensor([4.0, -1.0], dtype=torch.float64))[:, None], atol=1e-5)
+    flat = d.ridge_offsets(x, y, test_x, alpha=1e12)
+    assert torch.allclose(flat, y.mean(0, keepdim=True).expand(5, -1, -1), atol=1e-6)
+
+
+def test_offsets_that_move_together_are_shared_and_those_that_do_not_are_each_shapes_own():
+    d = _diagnostics()
+    base = CODES[None].expand(4, -1, -1).clone()  # gap 3 for every input
+    shift = torch.tensor([[1.5, 0.0], [-1.5, 0.0], [0.0, 1.5], [0.0, -1.5]])[:, None]  # the same for all three shapes
+    shared, own = d.shared_and_own(base + shift, base + shift)
+    assert abs(shared - 0.5) < 1e-9 and own < 1e-9
+    alone = base.clone()
+    alone[:, 0] += shift[:, 0]  # only shape 0 moves
+    shared, own = d.shared_and_own(alone, base)  # gaps from the unmoved codes
+    assert abs(shared - 0.5 / 3) < 1e-9 and abs(own - 0.5 / 3) < 1e-9

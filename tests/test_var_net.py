@@ -217,6 +217,40 @@ def test_global_code_noise_needs_a_global_code():
         VARNetConfig(**SMALL, global_code=True, global_code_noise=-1.0)
 
 
+def test_a_frozen_encoder_keeps_every_latent_while_a_training_step_moves_the_decoder():
+    from nerfstudio.data.scene_box import SceneBox
+
+    from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
+
+    torch.manual_seed(0)
+    network = VARNetConfig(**SMALL, privileged_view=True, global_code=True, frozen_encoder=True, skip_dropout=0.0)
+    config = ReconstructorModelConfig(network=network, image_size=32, lpips_weight=0.0)
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]))
+    model = config.setup(scene_box=box, num_train_data=0, metadata={}, device="cpu")
+    net = model.net
+    frozen = {id(p) for m in net.encoder_side() for p in m.parameters()}
+    assert net.privileged is not None and any(id(p) in frozen for p in net.privileged.parameters())
+    trained = model.get_param_groups()["network"]
+    assert trained and not any(id(p) in frozen for p in trained)
+    assert len(trained) + len(frozen) == len(list(net.parameters()))  # everything else trains
+    images, c2w, K, near, far = inputs()
+    privileged = (images.flip(0), c2w, K)
+    with torch.no_grad():
+        before_latent = net.encode(images, privileged)[0]
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    optimiser = torch.optim.SGD(trained, lr=1.0)
+    out = net.train()(images, c2w, K, near, far, privileged=privileged)
+    (out["gaussians"].means.square().mean() + out["gaussians"].colors.mean()).backward()
+    optimiser.step()
+    moved = {n for n, p in net.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.split(".")[0] not in ("encoder", "quant_conv", "privileged") for n in moved)
+    assert any(n.startswith("decoder.") for n in moved)
+    with torch.no_grad():
+        assert torch.equal(net.encode(images, privileged)[0], before_latent)  # a denoiser's latents stay its latents
+    free = VARNetConfig(**SMALL, privileged_view=True, global_code=True).setup()
+    assert all(p.requires_grad for p in free.parameters())  # off by default: the paper trains everything
+
+
 def test_privileged_view_is_withheld_at_random_in_training_only():
     torch.manual_seed(0)
     net = VARNetConfig(**SMALL, privileged_view=True, privileged_drop=1.0, skip_dropout=0.0).setup().train()

@@ -139,7 +139,8 @@ class ReconstructorModel(SceneModel):
 
     # -- nerfstudio plumbing ----------------------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {"network": list(self.net.parameters())}
+        """The network's trainable parameters (a VAR with `frozen_encoder` leaves its encoder side out)."""
+        return {"network": [p for p in self.net.parameters() if p.requires_grad]}
 
     def eval_net(self) -> torch.nn.Module:
         return self.averaged()

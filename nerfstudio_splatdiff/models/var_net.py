@@ -65,6 +65,11 @@ class VARNetConfig(InstantiateConfig):
     Pooling leaves the decoder a posterior noise of ~0.01 there, so it never learns what an imprecise code means, while
     a denoiser's samples miss their shape's code by ~2 (shape_diagnostics.py nones). Meant to teach the decoder to
     read a nearby code as that shape; 1.0 for 1,500 steps at lr 3e-5 did not (README). 0 = none (the paper's)."""
+    frozen_encoder: bool = False
+    """The encoder and the privileged branch do not train (no gradients, left out of the optimiser); only the decoder
+    side does (post-quant conv, decoder, skip projection, global code FiLM). A decoder fine-tune over a VAR that a
+    denoiser was already trained on: its latents stay exactly where the denoiser learned them, so the pair stays a
+    pair (README, "Where the codes lie"). False trains everything (the paper's)."""
     head: SplatterHeadConfig = field(default_factory=SplatterHeadConfig)
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
@@ -168,6 +173,14 @@ class VARNet(nn.Module):
         if c.pretrained_autoencoder is not None:
             self.load_autoencoder(c.pretrained_autoencoder)
         self.head.init_output_layer(self.decoder.conv_out)
+        if c.frozen_encoder:
+            for module in self.encoder_side():
+                module.requires_grad_(False)
+
+    def encoder_side(self) -> list[nn.Module]:
+        """The modules that make the latent (what `frozen_encoder` keeps fixed): encoder, its output conv, and the
+        privileged branch when there is one."""
+        return [self.encoder, self.quant_conv] + ([self.privileged] if self.privileged is not None else [])
 
     def load_autoencoder(self, path: Path) -> None:
         """Start from local AutoencoderKL weights (everything but the decoder's output layer, whose width differs)."""
