@@ -134,13 +134,11 @@ def train(args, model, var_model, items) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def score(model) -> dict:
+def score(model, depth_range: tuple[float, float]) -> dict:
     """The shipped denoiser's samples on val through `model.var`, judged; and the VAR alone per forced shape."""
-    from nerfstudio_splatdiff.runs import run_depth_range
-
     size = model.config.image_size
     rows, followed = [], []
-    for i, item in enumerate(load_inputs("val", size, run_depth_range(model.run))):
+    for i, item in enumerate(load_inputs("val", size, depth_range)):
         b = item.batch
         z, skip = model.latent_samples(b, 20, 0.0, seed=i)  # the proving ground's seeds
         codes = torch.cat([model.encode_source(bb, with_privileged=True)[0] for bb in item.batches])
@@ -186,7 +184,6 @@ def main() -> None:
     from nerfstudio_splatdiff.runs import load_inference_model, run_depth_range
 
     model, run = load_inference_model(args.diffusion_run / "config.yml")
-    model.run = run
     result = {"device": device_label(), "date": date.today().isoformat(), "diffusion_run": str(args.diffusion_run)}
     if args.note:
         result["note"] = args.note
@@ -220,7 +217,7 @@ def main() -> None:
         model.var = train(args, model, var_model, items)
         name = args.name or args.arm
         result["training"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    result["val"] = score(model)
+    result["val"] = score(model, run_depth_range(run))
     out = ROOT / "benchmarks" / "results" / f"decoder_tune_{name}_val.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

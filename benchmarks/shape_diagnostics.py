@@ -245,12 +245,18 @@ NEAR_CODE = 1 / 3
 to the nearest other code of the same input (so no two codes' neighbourhoods overlap), otherwise "between" codes."""
 
 
+def code_gaps(codes: torch.Tensor) -> torch.Tensor:
+    """Each code's distance to its input's nearest other code: [..., K, C] -> [..., K]."""
+    d = torch.cdist(codes.double(), codes.double())
+    return (d + torch.diag(torch.full((codes.shape[-2],), float("inf"), dtype=d.dtype))).min(dim=-1).values
+
+
 def place_latents(sample_means: torch.Tensor, codes: torch.Tensor, near: float = NEAR_CODE) -> tuple[list, list, list]:
     """Per sample (spatial means [N, C]) against one input's shape codes ([K, C]): (the index of the code it is at, or
     -1 when it is near none; its distance to the nearest code over that code's distance to the next code; the index
     of the nearest code)."""
     d = torch.cdist(sample_means.double(), codes.double())  # [N, K]
-    gaps = torch.cdist(codes.double(), codes.double()).fill_diagonal_(float("inf")).min(dim=1).values  # [K]
+    gaps = code_gaps(codes)  # [K]
     nearest = d.argmin(dim=1)
     relative = d.gather(1, nearest[:, None])[:, 0] / gaps[nearest]
     placed = torch.where(relative <= near, nearest, torch.full_like(nearest, -1))
@@ -439,9 +445,7 @@ def code_offsets(cond_means: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 def offset_error_over_gap(pred: torch.Tensor, offsets: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """Per input and shape ([N, K]): the distance from a predicted offset to the true one over that code's distance to
     the input's next code (the scale on which `place_latents` calls a latent "at" a code)."""
-    d = torch.cdist(codes.double(), codes.double())
-    gaps = (d + torch.diag(torch.full((codes.shape[1],), float("inf"), dtype=d.dtype))).min(dim=2).values
-    return (pred.double() - offsets.double()).norm(dim=2) / gaps
+    return (pred.double() - offsets.double()).norm(dim=2) / code_gaps(codes)
 
 
 def knn_offsets(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -490,18 +494,20 @@ def codes(args) -> dict:
     held = load_inputs(args.split, size, depth_range)[: args.inputs]
 
     def features(items) -> tuple[torch.Tensor, ...]:
-        x, m, c = [], [], []
+        """(the denoiser's conditions [N, C, h, w], the codes' offsets [N, K, C], the codes [N, K, C])."""
+        cond, m, c = [], [], []
         for item in items:
             mean = model.encode_source(item.batch)[0]
-            x.append(model.to_condition(mean).flatten())
+            cond.append(model.to_condition(mean)[0])
             m.append(mean.mean(dim=(2, 3))[0])
             shape_codes = torch.cat([model.encode_source(b, with_privileged=True)[0] for b in item.batches])
             c.append(shape_codes.mean(dim=(2, 3)))
-        x, m, c = torch.stack(x), torch.stack(m), torch.stack(c)
-        return x, code_offsets(m, c), c
+        cond, m, c = torch.stack(cond), torch.stack(m), torch.stack(c)
+        return cond, code_offsets(m, c), c
 
-    x_tr, y_tr, c_tr = features(train)
-    x, y, c = features(held)
+    cond_tr, y_tr, c_tr = features(train)
+    cond, y, c = features(held)
+    x_tr, x = cond_tr.flatten(1), cond.flatten(1)
     split = len(train) * 4 // 5  # the ridge's alpha is chosen on the last fifth of the training scenes
     fit, choose = slice(0, split), slice(split, None)
 
@@ -527,8 +533,7 @@ def codes(args) -> dict:
     alphas_cumprod = model.train_scheduler.alphas_cumprod
     den = model.eval_denoiser()
     path: dict[int, list[float]] = {}
-    for i, item in enumerate(held):
-        mean = model.encode_source(item.batch)[0]
+    for i in range(len(held)):
         codes_i = c[i].double()
 
         def call(xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -543,7 +548,7 @@ def codes(args) -> dict:
         c_model = model.config
         sample_latents(
             call,
-            model.to_condition(mean),
+            cond[i : i + 1],
             args.num_samples,
             c_model.schedule,
             c_model.scheduler,
