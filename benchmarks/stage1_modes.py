@@ -54,6 +54,13 @@ def main() -> None:
         default="val",
         help="val: choose here; test: report here; train: the first 20 training scenes (fit, not generalisation)",
     )
+    ap.add_argument(
+        "--split-scenes",
+        type=int,
+        default=None,
+        help="draw this many scenes from the split's seed instead of its own 20 / 24 (a larger, less noisy val: "
+        "the first ones are the split's own, none was trained on); then --work defaults to <modes>_<split><N>",
+    )
     ap.add_argument("--work", type=Path, default=None, help="default: outputs/proving_ground_eval/<modes>_<split>")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/stage1_modes[_shape].json")
     ap.add_argument(
@@ -69,7 +76,13 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what this checkpoint is (recorded in the JSON)")
     args = ap.parse_args()
     seed, split_scenes = STAGE1_SPLITS[args.split]
-    args.work = args.work or ROOT / "outputs" / "proving_ground_eval" / f"{args.modes}_{args.split}"
+    folder = f"{args.modes}_{args.split}"
+    if args.split_scenes is not None:
+        if args.split == "train" or args.split_scenes < 1:
+            raise SystemExit("--split-scenes takes a positive count and the val or test split.")
+        split_scenes = args.split_scenes
+        folder += str(split_scenes)
+    args.work = args.work or ROOT / "outputs" / "proving_ground_eval" / folder
     suffix = "" if (args.modes, args.split) == ("colour", "val") else f"_{args.modes}_{args.split}"
     args.out = args.out or ROOT / "benchmarks" / "results" / f"stage1_modes{suffix}.json"
     torch.set_num_threads(args.threads)
@@ -145,6 +158,7 @@ def main() -> None:
         "posterior_std": float(np.mean(stds)),
         "proving_ground": args.modes,
         "split": args.split,
+        "split_seed": seed,  # the scenes are the first `scenes` of this seed's
         "psnr_objects_input": float(np.mean(psnr_in)),
         **{  # how many times less high-frequency energy the render has than the truth (proving_ground.py's measure)
             f"hf_energy_{part}_below_truth": float(np.nanmean([t for _, t in v]) / np.nanmean([r for r, _ in v]))
