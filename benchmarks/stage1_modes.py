@@ -79,7 +79,7 @@ def main() -> None:
     folder = f"{args.modes}_{args.split}"
     if args.split_scenes is not None:
         if args.split == "train" or args.split_scenes < 1:
-            raise SystemExit("--split-scenes takes a positive count and the val or test split.")
+            raise SystemExit("Pass --split-scenes a count of 1 or more, with --split val or test.")
         split_scenes = args.split_scenes
         folder += str(split_scenes)
     args.work = args.work or ROOT / "outputs" / "proving_ground_eval" / folder
