@@ -63,14 +63,40 @@ def check_shapes(model: torch.nn.Module, model_state: Dict[str, torch.Tensor]) -
         )
 
 
+def check_frozen_copies(model: Any, model_state: Dict[str, torch.Tensor]) -> None:
+    """One clear error when a checkpoint's copy of a frozen part (`SceneModel.frozen_parts`: a diffusion run's VAR)
+    differs from what the model just loaded from that part's source: the checkpoint was trained over other weights
+    (the config's `var_checkpoint` was pointed elsewhere, or that VAR run trained on), and loading it would silently
+    put the old copy back in place of the VAR the config names."""
+    own = model.state_dict()
+    for prefix, source in model.frozen_parts().items():
+        differ = [
+            k
+            for k, v in model_state.items()
+            if k.startswith(prefix)
+            and k in own
+            and not torch.allclose(v.float(), own[k].float().to(v.device), rtol=1e-3, atol=1e-5)
+        ]
+        if differ:
+            raise SplatdiffError(
+                f"The checkpoint was trained over other {prefix.rstrip('.')} weights than {source} holds now "
+                f"({len(differ)} tensor(s) differ, e.g. {differ[0]}): point the config's var_checkpoint "
+                "(--pipeline.model.var-checkpoint) at the run it was trained over, or, to pair its denoiser with "
+                "this VAR on purpose, write a slim copy, which holds no VAR "
+                "(splatdiff-slim-run --var-config <that VAR>)."
+            )
+
+
 def load_model_state(model: torch.nn.Module, pipeline_state: Dict[str, torch.Tensor]) -> None:
     """Load a checkpoint's pipeline state into the model: strictly, except that a slim checkpoint may lack exactly
-    the EMA copy and the frozen VAR. A state saved with the model in DDP loads too."""
+    the EMA copy and the frozen VAR. A state saved with the model in DDP loads too. A full checkpoint's copy of
+    a frozen part must match what the model loaded from that part's source (`check_frozen_copies`)."""
     state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in pipeline_state.items()}
     state = without_ddp_prefix(state)
     slim = state.pop(SLIM_MARKER, None) is not None
     model_state = {k[len("_model.") :]: v for k, v in state.items() if k.startswith("_model.")}
     check_shapes(model, model_state)
+    check_frozen_copies(model, model_state)
     missing, unexpected = model.load_state_dict(model_state, strict=False)
     bad = [k for k in missing if not (slim and f"_model.{k}".startswith(SLIM_DROPPED_PREFIXES))] + list(unexpected)
     if bad:

@@ -101,6 +101,44 @@ def test_missing_or_mismatched_var_checkpoint(tiny_var_run, tmp_path):
     assert load_frozen_var(var_config)[0] is not None
 
 
+def test_a_full_checkpoint_pointed_at_another_var_is_refused_and_its_slim_copy_pairs_with_it(diffusion_run, tmp_path):
+    """A full diffusion checkpoint holds a copy of the VAR it was trained over; pointed at other VAR weights, it is
+    refused in one line (it would silently put the old VAR back), while its slim copy (no VAR inside) loads over
+    them: the way to pair a denoiser with another VAR on purpose."""
+    import shutil
+
+    import yaml
+
+    from nerfstudio_splatdiff.errors import SplatdiffError
+    from nerfstudio_splatdiff.models.var_checkpoint import load_run_config
+    from nerfstudio_splatdiff.runs import load_inference_model, write_slim_run
+
+    _, config = diffusion_run
+    var_config = Path(load_run_config(config).pipeline.model.var_checkpoint)
+    other_var = tmp_path / "other_var" / "config.yml"
+    shutil.copytree(var_config.parent, other_var.parent)
+    (ckpt,) = (other_var.parent / "nerfstudio_models").glob("*.ckpt")
+    state = torch.load(ckpt, weights_only=False)
+    weights = state["pipeline"]
+    prefix = "_model.ema.module." if any(k.startswith("_model.ema.module.") for k in weights) else "_model.net."
+    key = next(k for k, v in weights.items() if k.startswith(prefix + "decoder") and v.is_floating_point())
+    state["pipeline"][key] = state["pipeline"][key] + 0.5  # one tensor, as a VAR trained on would differ
+    torch.save(state, ckpt)
+    full = tmp_path / "full" / "config.yml"
+    shutil.copytree(config.parent, full.parent)
+    run = load_run_config(full)
+    run.pipeline.model.var_checkpoint = other_var
+    full.write_text(yaml.dump(run))
+    with pytest.raises(SplatdiffError, match="trained over other var weights than .* holds now") as e:
+        load_inference_model(full)
+    assert "\n" not in str(e.value) and "splatdiff-slim-run" in str(e.value)
+    model, _ = load_inference_model(config)  # the run as trained loads
+    assert model.frozen_parts() == {"var.": str(var_config)}
+    slim = write_slim_run(config, tmp_path / "slim", "demo", var_config=other_var)
+    paired, _ = load_inference_model(slim)
+    assert torch.allclose(paired.var.state_dict()[key[len(prefix) :]], weights[key].float())
+
+
 def test_slim_runs_sample_like_the_originals_at_a_fraction_of_the_size(diffusion_run, tmp_path):
     """splatdiff-slim-run keeps the EMA weights in float16 and nothing else; the copies load and sample the same."""
     from nerfstudio.utils.eval_utils import eval_setup

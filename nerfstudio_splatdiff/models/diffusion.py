@@ -219,6 +219,10 @@ class DiffusionModel(SceneModel):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"denoiser": list(self.denoiser.parameters())}
 
+    def frozen_parts(self) -> Dict[str, str]:
+        """The frozen VAR, loaded from `var_checkpoint` (see `SceneModel.frozen_parts`)."""
+        return {"var.": str(self.config.var_checkpoint)}
+
     def eval_denoiser(self) -> torch.nn.Module:
         return self.averaged()
 

@@ -339,6 +339,12 @@ class SceneModel(Model):
         """The EMA network once it has been updated, else the trained one (for evaluation and the viewer)."""
         return self.ema.module if self.ema is not None and self.ema.n_averaged > 0 else self.trained_net
 
+    def frozen_parts(self) -> Dict[str, str]:
+        """The submodules this model loads from another run when it is built and never trains: state-dict prefix
+        (e.g. "var.") -> where they load from. A full checkpoint stores a copy of them, which must be what that
+        source holds now (`runs.load_model_state`): else the checkpoint was trained over other weights. None here."""
+        return {}
+
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> list[TrainingCallback]:
         def after_step(step: int) -> None:
             self.step = step
