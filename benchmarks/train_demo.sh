@@ -12,7 +12,9 @@
 # scenes; PAIRED=1 writes each of them once per mode (`--all-modes`: 3 x SCENES sequences, the same input view with
 # every completion, so the VAR can only learn the hidden side from its privileged view). VAR_INIT and
 # DIFFUSION_INIT (a checkpoint, e.g. a shipped slim one) warm-start a stage that has no checkpoint of its own yet: its
-# weights and step, so the stage's step count includes the init's. VAR_FLAGS / DIFFUSION_FLAGS: extra ns-train flags.
+# weights and step, so the stage's step count includes the init's. VAR_FLAGS / DIFFUSION_FLAGS: extra ns-train flags
+# (e.g. "--save-only-latest-checkpoint False --steps-per-save 500" keeps a checkpoint every 500 steps to score
+# afterwards, ~68 MB each for the VAR with its optimiser state; by default only the newest is kept).
 # BASELINES: which baselines the baselines stage trains (default "input-only regression").
 # INPUT_ONLY_INIT / INPUT_ONLY_FLAGS do the same for the baselines stage's input-only VAR (the paper's recipe at equal
 # compute: benchmarks/paper_recipe_init.py), and `paper-diffusion` trains a denoiser over that VAR's latents.
