@@ -28,6 +28,7 @@
 #
 # Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB: move the slim copies this
 # plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo,
+# checkpoints/scratch-src0 (the from-scratch geometry VAR in progress, 8.3 MB, README "Fifth session"),
 # checkpoints/shape/splatdiff-regression-small and checkpoints/gpu/splatdiff-var-gpu128 (only the shipped geometry pair
 # in checkpoints/shape travels, VAR 24,250 / denoiser 9,700 steps, what it resumes from: ~24 MB of tracked files +
 # ~30 MB of wheels, 2026-12-05); the gpu128 plan: checkpoints/demo and checkpoints/shape.
