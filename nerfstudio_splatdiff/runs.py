@@ -79,7 +79,7 @@ def check_frozen_copies(model: Any, model_state: Dict[str, torch.Tensor]) -> Non
         ]
         if differ:
             raise SplatdiffError(
-                f"The checkpoint was trained over other {prefix.rstrip('.')} weights than {source} holds now "
+                f"The checkpoint was trained over other VAR weights than {source} holds now "
                 f"({len(differ)} tensor(s) differ, e.g. {differ[0]}): point the config's var_checkpoint "
                 "(--pipeline.model.var-checkpoint) at the run it was trained over, or, to pair its denoiser with "
                 "this VAR on purpose, write a slim copy, which holds no VAR "

@@ -122,14 +122,14 @@ def test_a_full_checkpoint_pointed_at_another_var_is_refused_and_its_slim_copy_p
     weights = state["pipeline"]
     prefix = "_model.ema.module." if any(k.startswith("_model.ema.module.") for k in weights) else "_model.net."
     key = next(k for k, v in weights.items() if k.startswith(prefix + "decoder") and v.is_floating_point())
-    state["pipeline"][key] = state["pipeline"][key] + 0.5  # one tensor, as a VAR trained on would differ
+    weights[key] = weights[key] + 0.5  # one tensor, as a VAR trained on would differ
     torch.save(state, ckpt)
     full = tmp_path / "full" / "config.yml"
     shutil.copytree(config.parent, full.parent)
     run = load_run_config(full)
     run.pipeline.model.var_checkpoint = other_var
     full.write_text(yaml.dump(run))
-    with pytest.raises(SplatdiffError, match="trained over other var weights than .* holds now") as e:
+    with pytest.raises(SplatdiffError, match="trained over other VAR weights than .* holds now") as e:
         load_inference_model(full)
     assert "\n" not in str(e.value) and "splatdiff-slim-run" in str(e.value)
     model, _ = load_inference_model(config)  # the run as trained loads
