@@ -11,8 +11,8 @@
 #   1. the model the geometry issue (#20) needs most: $VAR_METHOD for T_STAGE1 seconds, then $DIFFUSION_METHOD
 #      over it for T_DIFFUSION, each warm-started from the newest slim copy of the previous GPU run (weights and
 #      step; fresh Adam), found under each of RESUME_ROOTS as checkpoints/gpu/<method>/shipped/ (committed, or
-#      carried), else from scratch; the highest step wins among those and checkpoints/shape/ (the CPU-trained
-#      geometry pair) and checkpoints/demo/. Default (2026-12-04): the shipped 64x64 geometry pair
+#      carried), else from checkpoints/shape/ (the CPU-trained geometry pair), else checkpoints/demo/, else from
+#      scratch (SLIM_SETS: the order; the highest step within one). Default (2026-12-04): the shipped 64x64 geometry pair
 #      (splatdiff-var-small / splatdiff-diffusion-small from checkpoints/shape), the VAR at 32 scenes per step
 #      (VAR_ARGS), on the same 500 paired scenes as on the CPU: the shipped VAR draws the horns it misses once it sees
 #      each scene more often (benchmarks/results/shape_exposure.json), and a lent GPU trains several times the CPU's
@@ -42,7 +42,7 @@
 #   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
 # Knobs: BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
 # shape --all-modes") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD DIFFUSION_METHOD;
-# TRAIN_ARGS (extra ns-train flags for both runs); VAR_ARGS (for the VAR run only); RESUME_ROOTS; WHEELS (folder of .whl; empty: already
+# TRAIN_ARGS (extra ns-train flags for both runs); VAR_ARGS (for the VAR run only); RESUME_ROOTS; SLIM_SETS SAVE_SET; WHEELS (folder of .whl; empty: already
 # installed); GSPLAT_BUILD; CHECKS SPEED (1/0); WORK.
 # Wheels (here, once; Python 3.12 x86-64, the versions of the CPU .venv):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -71,6 +71,9 @@ RESULTS=${RESULTS:-benchmarks/results/gpu}
 BUDGET=${BUDGET:-560}
 T_STAGE1=${T_STAGE1:-240}
 T_DIFFUSION=${T_DIFFUSION:-90}
+# 500 (each in its 3 shapes) are what the CPU pair trained on. The geometry VAR overfits them: past ~9,000 steps it
+# follows more forced shapes on training scenes and fewer on val (benchmarks/results/stage1_modes_shape_train_scratch.json),
+# so a run from scratch should get more (SCENES=2000: an estimated 1.5 minutes more of data on 16 cores, from the 2-core rate).
 SCENES=${SCENES:-500}
 VIEWS=${VIEWS:-24}
 SAVE=${SAVE:-250}
@@ -90,12 +93,19 @@ SPEED=${SPEED:-1}
 WHEELS=${WHEELS-.whl}
 GSPLAT_BUILD=${GSPLAT_BUILD:-build/gsplat_cuda}
 RESUME_ROOTS=${RESUME_ROOTS:-. build/gpu_resume}
+# Where each method's warm start is looked for, in order (checkpoints/<set>/<method>/shipped/): a previous lent GPU's
+# run, then the CPU-trained geometry pair, then the colour demo. `SLIM_SETS="gpu-scratch scratch-src0 shape"
+# SAVE_SET=gpu-scratch` continues the from-scratch geometry VAR instead (its denoiser warm-starts from the shipped one).
+SLIM_SETS=${SLIM_SETS:-gpu shape demo}
+# The set this session's slim copies are written to (checkpoints/<set>/<method>/shipped/, inside the tars): one per
+# plan, so that two plans' GPU runs never resume from each other.
+SAVE_SET=${SAVE_SET:-gpu}
 WORK=${WORK:-/tmp/splatdiff-gpu}
 DATA=${DATA:-$WORK/data}
 DATA_CMD=${DATA_CMD:-splatdiff-make-procedural $DATA_ARGS --output $DATA --scenes $SCENES --views $VIEWS \
 --resolution 128 --seed 0 --workers $(($(nproc) > 2 ? $(nproc) - 1 : 1))}
 RUNS=$WORK/gpu
-OUTS=$WORK/out  # slim copies as checkpoints/gpu/<method>/shipped, relative to here (and to the repo root)
+OUTS=$WORK/out  # slim copies as checkpoints/$SAVE_SET/<method>/shipped, relative to here (and to the repo root)
 REPO=$PWD
 mkdir -p "$RESULTS" "$WORK" "$OUTS"
 RESULTS=$(cd "$RESULTS" && pwd)
@@ -145,12 +155,15 @@ if [ "$backend" = torch ]; then export SPLATDIFF_RENDER_BACKEND=torch; else unse
 FACTS[rasteriser]=$backend
 log "rasteriser: $backend"
 
-newest_slim() {  # the newest slim checkpoint of a method under RESUME_ROOTS (highest step), or nothing: a previous
-  # GPU run's (checkpoints/gpu), the CPU-trained geometry model's (checkpoints/shape), the shipped demo's
-  local root
-  for root in $RESUME_ROOTS; do
-    ls "$root"/checkpoints/{gpu,shape,demo}/"$1"/shipped/nerfstudio_models/step-*.ckpt 2>/dev/null
-  done | awk -F'step-' '{print $NF "\t" $0}' | sort -n | tail -1 | cut -f2
+newest_slim() {  # the slim checkpoint a method resumes from, or nothing: the first of SLIM_SETS (checkpoints/<set>/)
+  # that holds the method wins, and within it the highest step under any of RESUME_ROOTS
+  local set root found
+  for set in $SLIM_SETS; do
+    found=$(for root in $RESUME_ROOTS; do
+      ls "$root"/checkpoints/"$set"/"$1"/shipped/nerfstudio_models/step-*.ckpt 2>/dev/null
+    done | awk -F'step-' '{print $NF "\t" $0}' | sort -n | tail -1 | cut -f2)
+    [ -n "$found" ] && { echo "$found"; return; }
+  done
 }
 last_saved() { ls "$RUNS/$1/run/nerfstudio_models"/step-*.ckpt 2>/dev/null | sort -V | tail -1; }
 step_of() { local n=${1##*step-}; [ -n "$1" ] && echo $((10#${n%.ckpt})) || echo -; }
@@ -210,7 +223,7 @@ fi
 
 # 2. slim copies (the diffusion run's also writes its VAR's) + loss curves, one tar per method.
 slim() {
-  (cd "$OUTS" && splatdiff-slim-run --load-config "$1" --output-dir checkpoints --experiment-name gpu \
+  (cd "$OUTS" && splatdiff-slim-run --load-config "$1" --output-dir checkpoints --experiment-name "$SAVE_SET" \
     --data data/proving-shape-paired --overwrite >>"$RESULTS/slim.log" 2>&1)
 }
 if [ -n "$(last_saved "$DIFFUSION_METHOD")" ]; then
@@ -218,10 +231,11 @@ if [ -n "$(last_saved "$DIFFUSION_METHOD")" ]; then
 elif [ -n "$(last_saved "$VAR_METHOD")" ]; then
   slim "$RUNS/$VAR_METHOD/run/config.yml"
 fi
-log "slim exit $? ($(ls "$OUTS/checkpoints/gpu" 2>/dev/null | tr '\n' ' '))"
+log "slim exit $? ($(ls "$OUTS/checkpoints/$SAVE_SET" 2>/dev/null | tr '\n' ' '))"
 for m in "$VAR_METHOD" "$DIFFUSION_METHOD"; do
-  [ -d "$OUTS/checkpoints/gpu/$m" ] || continue
-  tar -cf "$RESULTS/$m.tar" -C "$OUTS" "checkpoints/gpu/$m" --transform "s,^gpu/$m/run/,checkpoints/gpu/$m/events/," \
+  [ -d "$OUTS/checkpoints/$SAVE_SET/$m" ] || continue
+  tar -cf "$RESULTS/$m.tar" -C "$OUTS" "checkpoints/$SAVE_SET/$m" \
+    --transform "s,^gpu/$m/run/,checkpoints/$SAVE_SET/$m/events/," \
     -C "$WORK" $(cd "$WORK" && ls -d gpu/"$m"/run/events.* 2>/dev/null) 2>>"$RESULTS/slim.log"
   size=$(stat -c %s "$RESULTS/$m.tar")
   [ "$size" -le $((16 * 1024 * 1024)) ] || log "WARNING: $m.tar is $size bytes, over the 16 MiB a file may come back"
