@@ -73,7 +73,9 @@ T_STAGE1=${T_STAGE1:-240}
 T_DIFFUSION=${T_DIFFUSION:-90}
 # 500 (each in its 3 shapes) are what the CPU pair trained on. The geometry VAR overfits them: past ~9,000 steps it
 # follows more forced shapes on training scenes and fewer on val (benchmarks/results/stage1_modes_shape_train_scratch.json),
-# so a run from scratch should get more (SCENES=2000: an estimated 1.5 minutes more of data on 16 cores, from the 2-core rate).
+# so a run from scratch should get more (SCENES=2000: an estimated 1.5 minutes more of data on 16 cores, from the 2-core
+# rate, but also ~4 minutes of the dataparser's one-process preprocessing of 6,000 sequences before the first step,
+# measured on the CPU machine: worth it only once that preprocessing runs in parallel or its cache is carried).
 SCENES=${SCENES:-500}
 VIEWS=${VIEWS:-24}
 SAVE=${SAVE:-250}
