@@ -11,14 +11,17 @@ import pytest
 import torch
 from co3d_fixture import SPHERE_RADIUS, write_co3d_fixture
 
-from nerfstudio_splatdiff.data.co3d import Co3dSettings, load_co3d_split
+from nerfstudio_splatdiff.data.co3d import Co3dSettings, load_co3d_split, preprocess_workers
 from nerfstudio_splatdiff.data.co3d_format import read_depth_png, write_depth_png
+from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.splats.cameras import invert_rigid, project_points
 
 
-def load(root, tmp_path, split="train", **kw):
-    return load_co3d_split(root, None, "fewview_dev", split, Co3dSettings(**kw), cache_root=tmp_path / "cache")
+def load(root, tmp_path, split="train", workers=1, cache="cache", **kw):
+    return load_co3d_split(
+        root, None, "fewview_dev", split, Co3dSettings(**kw), cache_root=tmp_path / cache, workers=workers
+    )
 
 
 def test_depth_png_round_trip(tmp_path):
@@ -73,6 +76,32 @@ def test_cache_is_reused_and_keyed_by_settings(tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+def test_worker_processes_build_the_same_cache_and_report_as_one_process(tmp_path):
+    cat = write_co3d_fixture(tmp_path / "co3d", sequences=4)
+    (cat / "seq_1/images/frame000002.jpg").unlink()  # a skip found inside a worker must reach the report
+    one, one_report = load(tmp_path / "co3d", tmp_path, resolution=32, workers=1, cache="one")
+    two, two_report = load(tmp_path / "co3d", tmp_path, resolution=32, workers=2, cache="two")
+    assert [s.name for s in two] == [s.name for s in one] == ["seq_0", "seq_1", "seq_2"]
+    assert two_report.items == one_report.items and [i[:2] for i in one_report.items] == [("seq_1", 2)]
+    for a, b in zip(one, two):
+        assert a.frame_numbers == b.frame_numbers and a.meta == b.meta
+        assert torch.equal(a.c2w, b.c2w) and torch.equal(a.K, b.K)
+        frames = list(range(a.num_frames))
+        pa, pb = a.load(frames, with_depths=True), b.load(frames, with_depths=True)
+        assert all(torch.equal(pa[k], pb[k]) for k in ("images", "masks", "depths"))
+        assert b.folder.parent == tmp_path / "two" / one[0].folder.parent.name
+
+
+def test_worker_count_follows_cores_and_sequences_and_refuses_negatives():
+    assert preprocess_workers(3, 2) == 2 and preprocess_workers(1, 100) == 1
+    assert preprocess_workers(0, 10) == 1  # too few sequences to pay for a second process
+    assert 1 <= preprocess_workers(0, 10_000) <= 8
+    with pytest.raises(SplatdiffError, match="preprocess workers must be 0"):
+        preprocess_workers(-1, 10)
+    with pytest.raises(SplatdiffError, match="--preprocess-workers -2 cannot work"):  # when the flags are parsed
+        Co3dDataParserConfig(preprocess_workers=-2)
+
+
 def _edit_annotations(cat, fn):
     path = cat / "frame_annotations.jgz"
     with gzip.open(path, "rt") as f:
@@ -107,15 +136,16 @@ def test_bad_frames_are_skipped_and_named(tmp_path):
 
 
 def test_unknown_intrinsics_format_fails_with_sequence_and_frame(tmp_path):
-    cat = write_co3d_fixture(tmp_path / "co3d")
+    cat = write_co3d_fixture(tmp_path / "co3d", sequences=3)
 
     def bad_format(anns):
         anns[1]["viewpoint"]["intrinsics_format"] = "screen"
         return anns
 
     _edit_annotations(cat, bad_format)
-    with pytest.raises(SplatdiffError, match=r"sequence seq_0 frame 2: unknown intrinsics_format 'screen'"):
-        load(tmp_path / "co3d", tmp_path, resolution=32)
+    for workers in (1, 2):  # the same one line whether a worker process or this one met it
+        with pytest.raises(SplatdiffError, match=r"sequence seq_0 frame 2: unknown intrinsics_format 'screen'"):
+            load(tmp_path / "co3d", tmp_path, resolution=32, workers=workers)
 
 
 def test_missing_annotations_empty_split_and_wrong_category(tmp_path):

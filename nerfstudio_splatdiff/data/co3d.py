@@ -15,6 +15,7 @@ frame (or sequence) and lists it; nothing outside --data is read and nothing out
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,13 +27,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
-from nerfstudio_splatdiff.splats.cameras import (
-    INTRINSICS_FORMATS,
-    check_finite_camera,
-    invert_rigid,
-    ndc_to_pixel_intrinsics,
-    pytorch3d_to_opencv_w2c,
-)
 from nerfstudio_splatdiff.data.co3d_format import read_depth_png, read_jgz, read_mask_png
 from nerfstudio_splatdiff.data.photo import to_8bit
 from nerfstudio_splatdiff.data.preprocess import (
@@ -47,6 +41,13 @@ from nerfstudio_splatdiff.data.preprocess import (
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.safety import child_folder, data_file, is_inside
+from nerfstudio_splatdiff.splats.cameras import (
+    INTRINSICS_FORMATS,
+    check_finite_camera,
+    invert_rigid,
+    ndc_to_pixel_intrinsics,
+    pytorch3d_to_opencv_w2c,
+)
 
 MIN_MASK_FRACTION = 1e-3  # a mask covering less than this share of the image counts as empty
 
@@ -244,6 +245,70 @@ def _process_sequence(root, seq, anns, seq_meta, settings, category, folder, rep
     return record
 
 
+@dataclass
+class _SequenceTask:
+    """One sequence to preprocess into `folder`: everything a worker process needs (plain, picklable data)."""
+
+    root: Path
+    sequence: str
+    annotations: list[dict]
+    sequence_meta: dict
+    settings: Co3dSettings
+    category: str
+    folder: Path
+
+
+def _run_sequence_task(task: _SequenceTask) -> tuple[bool, list]:
+    """Preprocess one sequence (in a worker process or this one): whether it gave a scene, and what it skipped."""
+    report = SkipReport()
+    record = _process_sequence(task.root, task.sequence, task.annotations, task.sequence_meta, task.settings,
+                               task.category, task.folder, report)
+    return record is not None, report.items
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one process per core; no nested thread pools
+
+
+MAX_PREPROCESS_WORKERS = 8
+SEQUENCES_PER_WORKER = 32  # below this many sequences per process, starting one costs more than it saves
+
+
+def preprocess_workers(requested: int, sequences: int) -> int:
+    """How many processes preprocess `sequences` sequences: `requested` (at most one per sequence) when set,
+    otherwise (0) one per core, at most MAX_PREPROCESS_WORKERS and one per SEQUENCES_PER_WORKER sequences."""
+    if requested < 0:
+        raise SplatdiffError(f"preprocess workers must be 0 (one per core) or more, not {requested}.")
+    if requested:
+        return max(1, min(requested, sequences))
+    return max(1, min(os.cpu_count() or 1, MAX_PREPROCESS_WORKERS, sequences // SEQUENCES_PER_WORKER))
+
+
+def _run_sequence_tasks(tasks: list[_SequenceTask], workers: int, report: SkipReport, description: str
+                        ) -> list[SceneRecord]:
+    """Preprocess every task, in this process (workers <= 1) or a spawn Pool; records and skips keep the tasks'
+    order either way, so the cache is the same whatever the number of workers."""
+    outcomes: Any
+    if workers <= 1:
+        outcomes = map(_run_sequence_task, tasks)
+        pool = None
+    else:
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
+        outcomes = pool.imap(_run_sequence_task, tasks, chunksize=4)
+    records = []
+    try:
+        for task, (ok, skipped) in track(zip(tasks, outcomes), total=len(tasks), description=description,
+                                         console=CONSOLE, transient=True):
+            report.items.extend(tuple(i) for i in skipped)
+            if ok:
+                records.append(SceneRecord.from_folder(task.folder))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return records
+
+
 def file_stamp(path: Path) -> list:
     """[size, mtime in ns] of a file, or [-1, -1] when it is absent: part of the cache key."""
     try:
@@ -277,8 +342,12 @@ def load_co3d_split(
     settings: Co3dSettings,
     cache_root: Optional[Path] = None,
     max_sequences: Optional[int] = None,
+    workers: int = 0,
 ) -> tuple[list[SceneRecord], SkipReport]:
-    """Scenes of one set-list split, preprocessed (from the cache when it exists)."""
+    """Scenes of one set-list split, preprocessed (from the cache when it exists). `workers`: processes that
+    preprocess a new cache (0: one per core, see `preprocess_workers`; 1: this process); the cache does not depend
+    on it."""
+    preprocess_workers(workers, 0)  # a bad number fails now, not after the annotations are read
     root = Path(root).expanduser().resolve()
     category = resolve_category(root, category)
     cat_dir = root / category
@@ -316,17 +385,16 @@ def load_co3d_split(
         for s in read_jgz(seq_file) if seq_file.is_file() else []:
             if isinstance(s, dict) and "sequence_name" in s:
                 seq_meta[str(s["sequence_name"])] = s.get("meta") if isinstance(s.get("meta"), dict) else {}
-        records = []
-        for seq in track(sequences, description=f"preprocessing CO3D {category}/{split}", console=CONSOLE, transient=True):
+        tasks = []
+        for seq in sequences:
             try:
                 folder = child_folder(tmp, seq, "sequence name")
             except ValueError as e:
                 report.add(seq, None, f"sequence skipped: {e}")
                 continue
             anns = sorted(wanted[seq], key=lambda a: _frame_number(a["frame_number"]))
-            rec = _process_sequence(root, seq, anns, seq_meta.get(seq, {}), settings, category, folder, report)
-            if rec is not None:
-                records.append(rec)
-        return records
+            tasks.append(_SequenceTask(root, seq, anns, seq_meta.get(seq, {}), settings, category, folder))
+        return _run_sequence_tasks(tasks, preprocess_workers(workers, len(tasks)), report,
+                                   f"preprocessing CO3D {category}/{split}")
 
     return cached_scenes(cache, build, f"{cat_dir} split {split!r}")

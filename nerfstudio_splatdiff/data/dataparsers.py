@@ -26,6 +26,7 @@ from nerfstudio_splatdiff.data.nerfstudio_scenes import (
 from nerfstudio_splatdiff.data.preprocess import CONSOLE, SkipReport
 from nerfstudio_splatdiff.data.re10k import Re10kSettings, load_re10k_split
 from nerfstudio_splatdiff.data.scene import IMAGES, SceneRecord
+from nerfstudio_splatdiff.errors import check_option, is_number_in
 from nerfstudio_splatdiff.splats.cameras import nerfstudio_cameras
 
 MAX_FRUSTUMS = 512
@@ -80,6 +81,14 @@ class Co3dDataParserConfig(DataParserConfig):
     """Use at most this many sequences per split (quick experiments)."""
     cache_dir: Optional[Path] = None
     """Where preprocessed tensors are cached (default: $SPLATDIFF_CACHE or ~/.cache/nerfstudio-splatdiff)."""
+    preprocess_workers: int = 0
+    """Processes that build a new cache (0: one per core, at most 8, one per 32 sequences; 1: this process only).
+    The cache is the same whatever the number."""
+
+    def __post_init__(self) -> None:
+        check_option(isinstance(self.preprocess_workers, int) and is_number_in(self.preprocess_workers, 0),
+                     "co3d-data --preprocess-workers", self.preprocess_workers,
+                     "0 (one per core) or a whole number of processes")
 
 
 class Co3dDataParser(DataParser):
@@ -90,7 +99,7 @@ class Co3dDataParser(DataParser):
         records, report = load_co3d_split(
             c.data, c.category, c.subset_name, "train" if split == "train" else c.eval_split,
             Co3dSettings(resolution=c.resolution, camera_distance=c.camera_distance, load_depths=c.load_depths),
-            cache_root=c.cache_dir, max_sequences=c.max_sequences,
+            cache_root=c.cache_dir, max_sequences=c.max_sequences, workers=c.preprocess_workers,
         )
         return scene_outputs(records, report)
 
