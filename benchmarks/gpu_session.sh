@@ -3,20 +3,22 @@
 # the previous lent GPU trained (a lent machine gives ~15 minutes in all, at most 10 per command, start-up included:
 # run this with timeout_s ~590; BUDGET, the seconds it plans for, is 560 as set):
 #   0. set-up (~15 s): the packages the machine lacks, from wheels carried in $WHEELS (see "Wheels" below), then
-#      this project; the procedural data (`splatdiff-make-procedural $DATA_ARGS`: SCENES (500) scenes in each of their 3
-#      shapes, the paired data the geometry VAR needs, ~60 s per 300 scenes on 16 cores) made in the
+#      this project; the procedural data (`splatdiff-make-procedural $DATA_ARGS`: SCENES (2,000) scenes in each of
+#      their 3 shapes, the paired data the geometry VAR needs, ~60 s per 300 scenes on 16 cores) made in the
 #      background meanwhile; gsplat's CUDA extension prebuilt on a CPU machine (benchmarks/build_gsplat_cuda.sh,
 #      carried in build/gsplat_cuda/) installed when it matches this machine's torch and Python, else the torch
 #      rasteriser (gsplat's own JIT build takes ~4 minutes of the lease);
 #   1. the model the geometry issue (#20) needs most: $VAR_METHOD for T_STAGE1 seconds, then $DIFFUSION_METHOD
 #      over it for T_DIFFUSION, each warm-started from the newest slim copy of the previous GPU run (weights and
-#      step; fresh Adam), found under each of RESUME_ROOTS as checkpoints/gpu/<method>/shipped/ (committed, or
-#      carried), else from checkpoints/shape/ (the CPU-trained geometry pair), else checkpoints/demo/, else from
-#      scratch (SLIM_SETS: the order; the highest step within one). Default (2026-12-04): the shipped 64x64 geometry pair
-#      (splatdiff-var-small / splatdiff-diffusion-small from checkpoints/shape), the VAR at 32 scenes per step
-#      (VAR_ARGS), on the same 500 paired scenes as on the CPU: the shipped VAR draws the horns it misses once it sees
-#      each scene more often (benchmarks/results/shape_exposure.json), and a lent GPU trains several times the CPU's
-#      items per second. `VAR_METHOD=splatdiff-var-gpu128 DIFFUSION_METHOD=splatdiff-diffusion-gpu128 SCENES=300 VAR_ARGS=`
+#      step; fresh Adam), found under each of RESUME_ROOTS as checkpoints/$SAVE_SET/<method>/shipped/ (committed, or
+#      carried), else from the CPU-trained sets after it in SLIM_SETS, else from
+#      scratch (SLIM_SETS: the order; the highest step within one). Default (2026-12-05, seventh session): the 64x64
+#      geometry pair trained from scratch on 2,000 paired scenes (splatdiff-var-small / splatdiff-diffusion-small from
+#      checkpoints/scratch2k: VAR 7,500 steps, denoiser 12,200), the VAR at 32 scenes per step (VAR_ARGS), on the same
+#      2,000 paired scenes (seed 0) as on the CPU: the geometry VAR is data-bound (on 500 scenes it overfits past
+#      ~9,000 steps; on 2,000 it followed 92% of forced shapes on val at 7,500 against 82%), and a lent GPU trains
+#      several times the CPU's items per second. `SLIM_SETS="gpu shape demo" SAVE_SET=gpu SCENES=500` continues the
+#      shipped pair instead; `VAR_METHOD=splatdiff-var-gpu128 DIFFUSION_METHOD=splatdiff-diffusion-gpu128 SCENES=300 VAR_ARGS=`
 #      continues the 128x128 VAR from checkpoints/gpu instead (1,500 steps so far; many lent sessions to go);
 #   2. slim copies of both runs (float16 inference weights, what the next run resumes from), one tar per method
 #      with its loss curves (tensorboard events) under $RESULTS;
@@ -28,15 +30,15 @@
 #
 # Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB: move the slim copies this
 # plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo,
-# checkpoints/scratch-src0 (the from-scratch geometry VAR in progress, 8.3 MB, README "Fifth session"),
-# checkpoints/shape/splatdiff-regression-small and checkpoints/gpu/splatdiff-var-gpu128 (only the shipped geometry pair
-# in checkpoints/shape travels, VAR 24,250 / denoiser 9,700 steps, what it resumes from: ~24 MB of tracked files +
-# ~30 MB of wheels, 2026-12-05); the gpu128 plan: checkpoints/demo and checkpoints/shape.
+# checkpoints/shape and checkpoints/gpu (only checkpoints/scratch2k travels, VAR 7,500 / denoiser 12,200 steps, what
+# it resumes from: ~17 MB of slim copies + ~30 MB of wheels, 2026-12-05); the shipped-pair plan: checkpoints/demo,
+# checkpoints/scratch2k, checkpoints/gpu/splatdiff-var-gpu128 and checkpoints/shape/splatdiff-regression-small; the
+# gpu128 plan: checkpoints/demo, checkpoints/shape and checkpoints/scratch2k.
 # Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
 #                                                                        build/gsplat_cuda; build/gpu_resume if used)
-# What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/gpu/<method>/shipped/ and the
-# run's loss curves in checkpoints/gpu/<method>/events/), speed.tar, logs.tar, session.json. The next run resumes
-# from them once unpacked in the repo root (`tar -xf splatdiff-var-gpu128.tar`: checkpoints/gpu/..., committed or
+# What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/$SAVE_SET/<method>/shipped/ and
+# the run's loss curves in checkpoints/$SAVE_SET/<method>/events/), speed.tar, logs.tar, session.json. The next run
+# resumes from them once unpacked in the repo root (`tar -xf splatdiff-var-small.tar`: checkpoints/..., committed or
 # not: untracked files travel too) or in build/gpu_resume/ (ignored; carry it).
 # CPU dry run of the whole plumbing at tiny settings (no wheels, the .venv, 4 scenes, no speed or checks):
 #   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
@@ -71,12 +73,12 @@ RESULTS=${RESULTS:-benchmarks/results/gpu}
 BUDGET=${BUDGET:-560}
 T_STAGE1=${T_STAGE1:-240}
 T_DIFFUSION=${T_DIFFUSION:-90}
-# 500 (each in its 3 shapes) are what the CPU pair trained on. The geometry VAR overfits them: past ~9,000 steps it
-# follows more forced shapes on training scenes and fewer on val (benchmarks/results/stage1_modes_shape_train_scratch.json),
-# so a run from scratch should get more (SCENES=2000: an estimated 1.5 minutes more of data on 16 cores, from the 2-core
-# rate, but also ~4 minutes of the dataparser's one-process preprocessing of 6,000 sequences before the first step,
-# measured on the CPU machine: worth it only once that preprocessing runs in parallel or its cache is carried).
-SCENES=${SCENES:-500}
+# 2,000 (each in its 3 shapes; seed 0, the first 500 are the shipped pair's) are what the scratch2k pair trained on.
+# The geometry VAR overfits 500: past ~9,000 steps it follows more forced shapes on training scenes and fewer on val
+# (benchmarks/results/stage1_modes_shape_train_scratch.json). Cost before the first step, estimated from the 2-core
+# rates: ~2 minutes of data on 15 processes, then the dataparser's preprocessing of 6,000 sequences in 8 processes
+# (co3d-data --preprocess-workers; 5,700 took 3.3 minutes in 2 on the CPU machine), under a minute.
+SCENES=${SCENES:-2000}
 VIEWS=${VIEWS:-24}
 SAVE=${SAVE:-250}
 VAR_METHOD=${VAR_METHOD:-splatdiff-var-small}
@@ -96,12 +98,11 @@ WHEELS=${WHEELS-.whl}
 GSPLAT_BUILD=${GSPLAT_BUILD:-build/gsplat_cuda}
 RESUME_ROOTS=${RESUME_ROOTS:-. build/gpu_resume}
 # Where each method's warm start is looked for, in order (checkpoints/<set>/<method>/shipped/): a previous lent GPU's
-# run, then the CPU-trained geometry pair, then the colour demo. `SLIM_SETS="gpu-scratch scratch-src0 shape"
-# SAVE_SET=gpu-scratch` continues the from-scratch geometry VAR instead (its denoiser warm-starts from the shipped one).
-SLIM_SETS=${SLIM_SETS:-gpu shape demo}
+# run of this plan, then the CPU-trained scratch2k pair, then the shipped geometry pair, then the colour demo.
+SLIM_SETS=${SLIM_SETS:-gpu-scratch2k scratch2k shape demo}
 # The set this session's slim copies are written to (checkpoints/<set>/<method>/shipped/, inside the tars): one per
 # plan, so that two plans' GPU runs never resume from each other.
-SAVE_SET=${SAVE_SET:-gpu}
+SAVE_SET=${SAVE_SET:-gpu-scratch2k}
 WORK=${WORK:-/tmp/splatdiff-gpu}
 DATA=${DATA:-$WORK/data}
 DATA_CMD=${DATA_CMD:-splatdiff-make-procedural $DATA_ARGS --output $DATA --scenes $SCENES --views $VIEWS \
