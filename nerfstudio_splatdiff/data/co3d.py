@@ -37,6 +37,7 @@ from nerfstudio_splatdiff.data.preprocess import (
     is_all_black,
     normalise_object_scene,
     settings_key,
+    single_thread_worker,
 )
 from nerfstudio_splatdiff.data.scene import SceneRecord
 from nerfstudio_splatdiff.errors import SplatdiffError
@@ -266,10 +267,6 @@ def _run_sequence_task(task: _SequenceTask) -> tuple[bool, list]:
     return record is not None, report.items
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # one process per core; no nested thread pools
-
-
 MAX_PREPROCESS_WORKERS = 8
 SEQUENCES_PER_WORKER = 32  # below this many sequences per process, starting one costs more than it saves
 
@@ -293,7 +290,7 @@ def _run_sequence_tasks(tasks: list[_SequenceTask], workers: int, report: SkipRe
         outcomes = map(_run_sequence_task, tasks)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
+        pool = mp.get_context("spawn").Pool(workers, initializer=single_thread_worker)
         outcomes = pool.imap(_run_sequence_task, tasks, chunksize=4)
     records = []
     try:

@@ -23,6 +23,11 @@ from nerfstudio_splatdiff.safety import OWNER_FILE, new_partial_dir, remove_stal
 from nerfstudio_splatdiff.splats.cameras import nearest_point_to_axes
 
 CONSOLE = Console(width=120)
+
+
+def single_thread_worker() -> None:
+    """Pool initializer for one worker process per core: no nested torch thread pools."""
+    torch.set_num_threads(1)
 CACHE_VERSION = 2  # 2: the key covers the files read; unsafe names and paths are skipped
 
 

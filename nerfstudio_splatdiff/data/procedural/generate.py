@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nerfstudio_splatdiff.data.co3d_format import write_jgz
+from nerfstudio_splatdiff.data.preprocess import single_thread_worker
 from nerfstudio_splatdiff.data.procedural.co3d_writer import (
     ANNOTATION_FILES,
     FPS,
@@ -131,10 +132,6 @@ def _prepare_output(output: Path, category: str, overwrite: bool) -> Path:
     return cat_dir
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # one process per core; no nested thread pools
-
-
 def _progress() -> Progress:
     return Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=CONSOLE)
@@ -152,7 +149,7 @@ def _run_tasks(tasks: list[SceneTask], workers: int) -> dict[str, tuple[list[dic
                 progress.advance(bar)
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
+            with ctx.Pool(min(workers, len(tasks)), initializer=single_thread_worker) as pool:
                 for name, frames, seq in pool.imap_unordered(write_scene, tasks):
                     results[name] = (frames, seq)
                     progress.advance(bar)
