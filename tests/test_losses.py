@@ -202,3 +202,13 @@ def test_a_negative_global_loss_weight_is_one_clear_line():
 
     with pytest.raises(SplatdiffError, match="global-loss-weight"):
         DiffusionModelConfig(global_loss_weight=-1.0)
+
+
+def test_the_privileged_code_kl_is_the_kl_between_two_gaussians_of_the_code_noise_std():
+    from torch.distributions import Normal, kl_divergence
+
+    shift = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert math.isclose(float(losses.privileged_code_kl(shift, 2.0)), 25.0 / 8.0 / 2.0, rel_tol=1e-6)
+    s = 0.7
+    expected = kl_divergence(Normal(shift, s), Normal(torch.zeros_like(shift), s)).sum(dim=1).mean()
+    assert math.isclose(float(losses.privileged_code_kl(shift, s)), float(expected), rel_tol=1e-5)

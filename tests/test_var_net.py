@@ -347,3 +347,62 @@ def test_a_deepened_var_computes_exactly_what_it_did_and_its_new_blocks_can_lear
         with_more_layers_per_block(state, 1)
     with pytest.raises(SplatdiffError, match="no VAR encoder/decoder blocks"):
         with_more_layers_per_block({"_model.net.x": torch.ones(1)}, 2)
+
+
+def test_privileged_shift_is_the_spatial_mean_of_what_the_privileged_view_adds_and_zero_without_one():
+    torch.manual_seed(0)
+    net = VARNetConfig(**SMALL, privileged_view=True, global_code=True, skip_dropout=0.0, privileged_drop=0.0)
+    net = net.setup().eval()
+    x = inputs()
+    view = _privileged(x[0])
+    with torch.no_grad():
+        out = net(*x, privileged=view)
+        expected = (net.encode(x[0], view)[0] - net.encode(x[0])[0]).mean(dim=(2, 3))
+        plain = net(*x)
+    assert float(expected.abs().max()) > 0.1  # GLOBAL_GAIN: a new branch already shifts the code
+    torch.testing.assert_close(out["privileged_shift"], expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(plain["privileged_shift"], torch.zeros(2, 4))
+
+
+def test_the_privileged_kl_trains_the_branch_to_shift_the_global_code_less():
+    from nerfstudio.data.scene_box import SceneBox
+
+    from nerfstudio_splatdiff.models import losses
+    from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
+
+    torch.manual_seed(0)
+    network = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_noise=2.0, privileged_drop=0.0)
+    config = ReconstructorModelConfig(network=network, image_size=32, lpips_weight=0.0, privileged_kl_weight=0.5)
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]))
+    model = config.setup(scene_box=box, num_train_data=0, metadata={}, device="cpu")
+    x = inputs()
+    view = _privileged(x[0])
+    before = {n: p.detach().clone() for n, p in model.net.named_parameters()}
+    optimiser = torch.optim.SGD(model.get_param_groups()["network"], lr=1e-3)
+    sizes = []
+    for _ in range(5):
+        torch.manual_seed(1)  # the same posterior noise every step: what changes is the branch
+        shift = model.net.train()(*x, privileged=view)["privileged_shift"]
+        loss = config.privileged_kl_weight * losses.privileged_code_kl(shift, network.global_code_noise)
+        sizes.append(float(shift.norm(dim=1).mean()))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert all(b < a for a, b in zip(sizes, sizes[1:])), sizes
+    moved = {n.split(".")[0] for n, p in model.net.named_parameters() if not torch.equal(p, before[n])}
+    assert "privileged" in moved and "decoder" not in moved  # only what writes the shift pays for it
+
+
+def test_the_privileged_kl_is_refused_without_the_noise_its_nats_are_counted_against():
+    from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
+
+    quiet = VARNetConfig(**SMALL, privileged_view=True, global_code=True)
+    with pytest.raises(SplatdiffError, match="privileged-kl-weight"):
+        ReconstructorModelConfig(network=quiet, privileged_kl_weight=1e-3)
+    blind = VARNetConfig(**SMALL, global_code=True, global_code_noise=1.0)
+    with pytest.raises(SplatdiffError, match="privileged-kl-weight"):
+        ReconstructorModelConfig(network=blind, privileged_kl_weight=1e-3)
+    with pytest.raises(SplatdiffError, match="privileged-kl-weight"):
+        ReconstructorModelConfig(network=RegressionNetConfig(**SMALL), privileged_kl_weight=1e-3)
+    noisy = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_noise=1.0)
+    assert ReconstructorModelConfig(network=noisy, privileged_kl_weight=1e-3).privileged_kl_weight == 1e-3

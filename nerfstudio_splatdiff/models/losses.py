@@ -66,6 +66,13 @@ def global_code_error(eps_pred: Float[Tensor, "B C h w"], eps: Float[Tensor, "B 
     return F.mse_loss(eps_pred.mean(dim=(2, 3)), eps.mean(dim=(2, 3)))
 
 
+def privileged_code_kl(shift: Float[Tensor, "B C"], code_std: float) -> Tensor:
+    """KL(N(shift, s^2 I) || N(0, s^2 I)) = |shift|^2 / (2 s^2), in nats per scene (summed over channels, averaged
+    over the batch): what a VAR's privileged view moves its global code by, measured against the global code's
+    training noise of std s. The input-only posterior is the prior here, so only what the input cannot tell costs."""
+    return (shift.float() ** 2).sum(dim=1).mean() / (2.0 * code_std**2)
+
+
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)), averaged over all latent elements (so its weight is size-free)."""
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()

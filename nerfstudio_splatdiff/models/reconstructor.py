@@ -35,6 +35,7 @@ LOSS_WEIGHTS = (
     "l2_weight",
     "ssim_weight",
     "kl_weight",
+    "privileged_kl_weight",
     "lpips_weight",
     "hf_weight",
     "mask_weight",
@@ -54,6 +55,12 @@ class ReconstructorModelConfig(SceneModelConfig):
     l2_weight: float = 0.8
     ssim_weight: float = 0.2
     kl_weight: float = 1e-5
+    privileged_kl_weight: float = 0.0
+    """A VAR with a privileged view and global-code noise (`--pipeline.model.network.global-code-noise` s > 0): weight
+    of the nats the privileged view adds to the global code, |shift|^2 / (2 s^2) (`losses.privileged_code_kl`; a
+    conditional VAE's KL with the input-only posterior as its prior). Without it the code carries whatever the view
+    shows, partly unknowable from the input, so a denoiser cannot place a shape's code and its samples fall between
+    shapes (README, "Where the codes lie"); with it only what pays for its nats stays. 0 = off (the paper's)."""
     lpips_weight: float = 0.01
     """LPIPS weight from `lpips_start_step` on (the paper's second phase); 0 trains without LPIPS."""
     lpips_start_step: int = 100_000
@@ -96,6 +103,15 @@ class ReconstructorModelConfig(SceneModelConfig):
                 value,
                 "a loss weight of 0 (off) or more",
             )
+        net = self.network
+        check_option(
+            self.privileged_kl_weight == 0
+            or (isinstance(net, VARNetConfig) and net.privileged_view and net.global_code_noise > 0),
+            "--pipeline.model.privileged-kl-weight",
+            self.privileged_kl_weight,
+            "0, or a weight with a VAR's --pipeline.model.network.privileged-view True and its "
+            "--pipeline.model.network.global-code-noise above 0 (the std its nats are counted against)",
+        )
         check_option(
             is_number_in(self.lpips_start_step, 0),
             "--pipeline.model.lpips-start-step",
@@ -203,6 +219,11 @@ class ReconstructorModel(SceneModel):
             loss_dict["mask"] = c.mask_weight * (outputs["accumulation"] - batch["masks"]).abs().mean()
         if self.is_var and c.kl_weight > 0:
             loss_dict["kl"] = c.kl_weight * losses.kl_divergence(outputs["latent_mean"], outputs["latent_logvar"])
+        if self.is_var and c.privileged_kl_weight > 0:
+            std = c.network.global_code_noise
+            loss_dict["privileged_kl"] = c.privileged_kl_weight * losses.privileged_code_kl(
+                outputs["privileged_shift"], std
+            )
         if self.lpips is not None and c.lpips_weight > 0 and self.step >= c.lpips_start_step:
             loss_dict["lpips"] = c.lpips_weight * self.lpips(pred, gt)
         if c.scale_reg_weight > 0:

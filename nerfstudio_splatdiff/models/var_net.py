@@ -64,7 +64,8 @@ class VARNetConfig(InstantiateConfig):
     """With `global_code`: std of Gaussian noise added to each channel of the global code of a sampled training latent.
     Pooling leaves the decoder a posterior noise of ~0.01 there, so it never learns what an imprecise code means, while
     a denoiser's samples miss their shape's code by ~2 (shape_diagnostics.py nones). Meant to teach the decoder to
-    read a nearby code as that shape; 1.0 for 1,500 steps at lr 3e-5 did not (README). 0 = none (the paper's)."""
+    read a nearby code as that shape; 1.0 for 1,500 steps at lr 3e-5 did not (README). It is also the std that the
+    model's `privileged_kl_weight` counts the privileged view's nats against. 0 = none (the paper's)."""
     frozen_encoder: bool = False
     """The encoder and the privileged branch do not train (no gradients, left out of the optimiser); only the decoder
     side does (post-quant conv, decoder, skip projection, global code FiLM). A decoder fine-tune over a VAR that a
@@ -211,6 +212,14 @@ class VARNet(nn.Module):
         """(mean, logvar) of the latent [B, 4, H/8, W/8] and the skip features [B, C0, H, W]; images in [0, 1].
         `privileged` (image, c2w relative to the input, K; a `privileged_view` VAR only; None = input only) corrects
         the latent mean, for the samples where `keep` [B] is true, and never reaches the skip features."""
+        mean, correction, logvar, skip = self.encode_parts(images, privileged, keep)
+        return mean + correction, logvar, skip
+
+    def encode_parts(
+        self, images: Float[Tensor, "B 3 H W"], privileged: Optional[Privileged] = None, keep: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """`encode` before its sum: the input-only mean, the privileged branch's correction of it (zeros without a
+        privileged view, and where `keep` is false), the logvar and the skip features."""
         H, W = images.shape[-2:]
         if H % self.downsample or W % self.downsample:
             raise SplatdiffError(f"Image size {H}x{W} must be a multiple of {self.downsample} for this VAR.")
@@ -222,14 +231,15 @@ class VARNet(nn.Module):
         x = enc.mid_block(x)
         x = enc.conv_out(enc.conv_act(enc.conv_norm_out(x)))
         mean, logvar = self.quant_conv(x).chunk(2, dim=1)
+        correction = torch.zeros_like(mean)
         if privileged is not None:
             if self.privileged is None:
                 raise SplatdiffError("This VAR was built without `privileged_view`; encode the input image alone.")
             delta = self.privileged(*privileged, latent_hw=tuple(mean.shape[-2:]))
             if keep is not None:
                 delta = delta * keep.to(delta.dtype)[:, None, None, None]
-            mean = mean + delta.to(mean.dtype)
-        return mean, logvar.clamp(-30.0, 20.0), skip
+            correction = delta.to(mean.dtype)
+        return mean, correction, logvar.clamp(-30.0, 20.0), skip
 
     def decode_raw(
         self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0
@@ -289,7 +299,8 @@ class VARNet(nn.Module):
         keep = None
         if privileged is not None and self.training and self.config.privileged_drop > 0:
             keep = torch.rand(images.shape[0], device=images.device) >= self.config.privileged_drop
-        mean, logvar, skip = self.encode(images, privileged, keep)
+        input_mean, correction, logvar, skip = self.encode_parts(images, privileged, keep)
+        mean = input_mean + correction
         if sample_latent is None:
             sample_latent = self.training
         if latent is None:
@@ -306,6 +317,7 @@ class VARNet(nn.Module):
             "gaussians": gaussians,
             "latent_mean": mean,
             "latent_logvar": logvar,
+            "privileged_shift": correction.float().mean(dim=(2, 3)),
             "latent": latent,
             "skip_weight": w,
         }
