@@ -14,7 +14,7 @@
 #      carried), else from the CPU-trained sets after it in SLIM_SETS, else from
 #      scratch (SLIM_SETS: the order; the highest step within one). Default (2026-12-05, seventh session): the 64x64
 #      geometry pair trained from scratch on 2,000 paired scenes (splatdiff-var-small / splatdiff-diffusion-small from
-#      checkpoints/scratch2k: VAR 7,500 steps, denoiser 12,200), the VAR at 32 scenes per step (VAR_ARGS), on the same
+#      checkpoints/scratch2k: VAR 7,500 steps, denoiser 14,200), the VAR at 32 scenes per step (VAR_ARGS), on the same
 #      2,000 paired scenes (seed 0) as on the CPU: the geometry VAR is data-bound (on 500 scenes it overfits past
 #      ~9,000 steps; on 2,000 it followed 92% of forced shapes on val at 7,500 against 82%), and a lent GPU trains
 #      several times the CPU's items per second. `SLIM_SETS="gpu shape demo" SAVE_SET=gpu SCENES=500` continues the
@@ -30,10 +30,12 @@
 #
 # Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB: move the slim copies this
 # plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo,
-# checkpoints/shape and checkpoints/gpu (only checkpoints/scratch2k travels, VAR 7,500 / denoiser 12,200 steps, what
-# it resumes from: ~17 MB of slim copies + ~30 MB of wheels, 2026-12-05); the shipped-pair plan: checkpoints/demo,
-# checkpoints/scratch2k, checkpoints/gpu/splatdiff-var-gpu128 and checkpoints/shape/splatdiff-regression-small; the
-# gpu128 plan: checkpoints/demo, checkpoints/shape and checkpoints/scratch2k.
+# checkpoints/shape, checkpoints/gpu and checkpoints/bottleneck (only checkpoints/scratch2k travels, VAR 7,500 /
+# denoiser 14,200 steps, what it resumes from: ~17 MB of slim copies + ~30 MB of wheels, 2026-12-05); the
+# shipped-pair plan: checkpoints/demo,
+# checkpoints/scratch2k, checkpoints/bottleneck, checkpoints/gpu/splatdiff-var-gpu128 and
+# checkpoints/shape/splatdiff-regression-small; the gpu128 plan: checkpoints/demo, checkpoints/shape,
+# checkpoints/scratch2k and checkpoints/bottleneck (17 MB, the 2026-12-06 bottleneck pair, which no plan reads yet).
 # Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
 #                                                                        build/gsplat_cuda; build/gpu_resume if used)
 # What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/$SAVE_SET/<method>/shipped/ and
