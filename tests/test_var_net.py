@@ -405,4 +405,4 @@ def test_the_privileged_kl_is_refused_without_the_noise_its_nats_are_counted_aga
     with pytest.raises(SplatdiffError, match="privileged-kl-weight"):
         ReconstructorModelConfig(network=RegressionNetConfig(**SMALL), privileged_kl_weight=1e-3)
     noisy = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_noise=1.0)
-    assert ReconstructorModelConfig(network=noisy, privileged_kl_weight=1e-3).privileged_kl_weight == 1e-3
+    assert ReconstructorModelConfig(network=noisy, privileged_kl_weight=1e-3).privileged_code_std == 1.0

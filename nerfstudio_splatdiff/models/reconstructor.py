@@ -103,10 +103,8 @@ class ReconstructorModelConfig(SceneModelConfig):
                 value,
                 "a loss weight of 0 (off) or more",
             )
-        net = self.network
         check_option(
-            self.privileged_kl_weight == 0
-            or (isinstance(net, VARNetConfig) and net.privileged_view and net.global_code_noise > 0),
+            self.privileged_kl_weight == 0 or self.privileged_code_std is not None,
             "--pipeline.model.privileged-kl-weight",
             self.privileged_kl_weight,
             "0, or a weight with a VAR's --pipeline.model.network.privileged-view True and its "
@@ -132,6 +130,12 @@ class ReconstructorModelConfig(SceneModelConfig):
     def run_kind(self) -> RunKind:
         """'var' for a VAR network, 'regression' for the regression baseline."""
         return "var" if isinstance(self.network, VARNetConfig) else "regression"
+
+    @property
+    def privileged_code_std(self) -> Optional[float]:
+        """The std the privileged KL counts nats against (`VARNetConfig.privileged_code_std`); None for a network
+        that has none (the regression baseline, a VAR without a privileged view or global-code noise)."""
+        return self.network.privileged_code_std if self.run_kind == "var" else None  # type: ignore[union-attr]
 
 
 class ReconstructorModel(SceneModel):
@@ -219,8 +223,8 @@ class ReconstructorModel(SceneModel):
             loss_dict["mask"] = c.mask_weight * (outputs["accumulation"] - batch["masks"]).abs().mean()
         if self.is_var and c.kl_weight > 0:
             loss_dict["kl"] = c.kl_weight * losses.kl_divergence(outputs["latent_mean"], outputs["latent_logvar"])
-        if self.is_var and c.privileged_kl_weight > 0:
-            std = c.network.global_code_noise
+        std = c.privileged_code_std
+        if c.privileged_kl_weight > 0 and std is not None:
             loss_dict["privileged_kl"] = c.privileged_kl_weight * losses.privileged_code_kl(
                 outputs["privileged_shift"], std
             )

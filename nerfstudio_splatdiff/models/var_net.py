@@ -103,6 +103,14 @@ class VARNetConfig(InstantiateConfig):
                 is_number_in(self.privileged_grid, 1), f"{flag}.privileged-grid", self.privileged_grid, "at least 1"
             )
 
+    @property
+    def privileged_code_std(self) -> Optional[float]:
+        """The std that the privileged view's nats are counted against (the global code's training noise,
+        `global_code_noise`), or None when this VAR has no privileged view or no such noise."""
+        if self.privileged_view and self.global_code_noise > 0:
+            return float(self.global_code_noise)
+        return None
+
 
 class FiLM:
     """Per-sample, per-channel scale and shift of feature maps: x * (1 + gamma) + beta."""
