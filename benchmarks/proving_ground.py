@@ -289,6 +289,14 @@ def main() -> None:
         "--eta", type=float, default=None, help="DDIM eta (0 deterministic, 1 ancestral); default: the run's"
     )
     ap.add_argument("--num-steps", type=int, default=None, help="sampling steps; default: the run's (50)")
+    ap.add_argument(
+        "--without-code-prior",
+        action="store_true",
+        help="a diffusion run with a code prior samples its global codes from the denoiser instead (the ablation)",
+    )
+    ap.add_argument(
+        "--code-prior-temperature", type=float, default=None, help="the code prior's std factor; default: the run's"
+    )
     ap.add_argument("--work", type=Path, default=None, help="default: outputs/proving_ground_eval/<modes>_<split>")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--figure", type=Path, default=None, help="default: docs/images/proving_ground_<modes>_<split>.png")
@@ -342,6 +350,12 @@ def main() -> None:
             d.config.eta = args.eta
         if d is not None and args.num_steps is not None:
             d.config.num_steps = args.num_steps
+    if args.without_code_prior:
+        diff.config.sample_code_from_prior = False
+    if args.code_prior_temperature is not None:
+        if not 0 <= args.code_prior_temperature <= 10:
+            raise SystemExit(f"--code-prior-temperature {args.code_prior_temperature}: pass a factor in [0, 10].")
+        diff.config.code_prior_net.temperature = args.code_prior_temperature
     size = diff.config.image_size
     num_modes = 3
     N = args.num_samples
@@ -349,6 +363,8 @@ def main() -> None:
         f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
         f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}, eta {diff.config.eta}"
     )
+    if diff.draws_codes_from_prior:
+        sampler += f", global codes from the code prior (temperature {diff.config.code_prior_net.temperature})"
     if previous is not None and previous["sampler"] != sampler:
         raise SystemExit(
             f"--carry-from {args.carry_from} was sampled with '{previous['sampler']}', not '{sampler}': pass the "

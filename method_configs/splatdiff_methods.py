@@ -28,6 +28,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
 from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.errors import install_one_line_errors
+from nerfstudio_splatdiff.models.code_prior import GlobalCodePriorConfig
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
@@ -365,13 +366,19 @@ def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
                 skip_weight=1.0,
                 eval_num_samples=20,
                 background_color=p.stage1.background or (0.0, 0.0, 0.0),
+                # 12 components: held-out NLL of the scratch2k VAR's codes (21,550 training pairs, 2,450 held-out
+                # scenes) 2.16 nats against 2.32 with 6 and 2.59 with 3; a 4x4-pooled condition 2.51.
+                code_prior_net=GlobalCodePriorConfig(components=12, width=256, depth=2, temperature=1.0),
             ),
         ),
         optimizers={
             "denoiser": {
                 "optimizer": FusedAdamOptimizerConfig(lr=1e-4, eps=1e-8, max_norm=1.0),
                 "scheduler": ExponentialLRSchedulerConfig(lr_final=1e-5, max_steps=p.max_steps),
-            }
+            },
+            # --pipeline.model.code-prior True: the prior over the global code (models/code_prior.py), a small MLP on
+            # its own loss; a constant rate, so a warm start from a denoiser late in its schedule trains it too.
+            "code_prior": {"optimizer": FusedAdamOptimizerConfig(lr=1e-3, eps=1e-8, max_norm=1.0), "scheduler": None},
         },
         viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),
         machine=MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu"),

@@ -33,6 +33,11 @@ SLIM_DROPPED_PREFIXES = (EMA_PREFIX, "_model.var.")
 """State-dict prefixes a slim checkpoint leaves out (the EMA copy; a diffusion model's frozen VAR)."""
 
 
+FRESH_MARKER = "_splatdiff_fresh:"
+"""A pipeline-state key `FRESH_MARKER + prefix` marks a warm start for a model with a part the checkpoint lacks (its
+keys under `prefix`): that part loads missing and starts from its initialisation (`with_fresh_part`)."""
+
+
 DDP_MODEL_PREFIX = "_model.module."
 """How a pipeline state names the model's keys while DistributedDataParallel wraps the model."""
 
@@ -89,21 +94,35 @@ def check_frozen_copies(model: Any, model_state: Dict[str, torch.Tensor]) -> Non
 
 def load_model_state(model: torch.nn.Module, pipeline_state: Dict[str, torch.Tensor]) -> None:
     """Load a checkpoint's pipeline state into the model: strictly, except that a slim checkpoint may lack exactly
-    the EMA copy and the frozen VAR. A state saved with the model in DDP loads too. A full checkpoint's copy of
-    a frozen part must match what the model loaded from that part's source (`check_frozen_copies`)."""
+    the EMA copy and the frozen VAR, and a warm start marked by `with_fresh_part` the part it names. A state saved
+    with the model in DDP loads too. A full checkpoint's copy of a frozen part must match what the model loaded from
+    that part's source (`check_frozen_copies`)."""
     state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in pipeline_state.items()}
     state = without_ddp_prefix(state)
     slim = state.pop(SLIM_MARKER, None) is not None
+    fresh = tuple(k[len(FRESH_MARKER) :] for k in state if k.startswith(FRESH_MARKER))  # parts a warm start adds
+    for prefix in fresh:
+        del state[FRESH_MARKER + prefix]
     model_state = {k[len("_model.") :]: v for k, v in state.items() if k.startswith("_model.")}
     check_shapes(model, model_state)
     check_frozen_copies(model, model_state)
     missing, unexpected = model.load_state_dict(model_state, strict=False)
-    bad = [k for k in missing if not (slim and f"_model.{k}".startswith(SLIM_DROPPED_PREFIXES))] + list(unexpected)
+    allowed = (SLIM_DROPPED_PREFIXES if slim else ()) + fresh
+    bad = [k for k in missing if not f"_model.{k}".startswith(allowed)] + list(unexpected)
     if bad:
         raise SplatdiffError(
             f"The checkpoint does not match the model in config.yml (e.g. {bad[:3]}); load it with "
             "the config.yml of the run that wrote it (or write the slim copy again)."
         )
+
+
+def with_fresh_part(pipeline_state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    """A pipeline state that a model with one more part (its keys under `prefix`, e.g. "_model.code_prior.") loads:
+    the same weights, marked so that the part may be missing and starts from its initialisation. One clear error when
+    the checkpoint has that part already."""
+    if any(k.startswith(prefix) for k in pipeline_state):
+        raise SplatdiffError(f"The checkpoint has {prefix}* already: warm-start from it as it is.")
+    return {**pipeline_state, FRESH_MARKER + prefix: torch.ones(())}
 
 
 PRIVILEGED_PREFIXES = ("_model.net.privileged.", EMA_PREFIX + "module.privileged.")

@@ -165,3 +165,49 @@ def test_slim_runs_sample_like_the_originals_at_a_fraction_of_the_size(diffusion
 
     with pytest.raises(SplatdiffError, match="does not match"):
         eval_setup(slim_var, test_mode="test")
+
+
+def test_a_denoiser_warm_started_with_the_code_prior_trains_it_and_its_samples_take_their_codes_from_it(
+    diffusion_run, tmp_path
+):
+    """benchmarks/code_prior_init.py marks a denoiser checkpoint so that `--pipeline.model.code-prior True` trains a
+    fresh prior beside it (its loss logged, the denoiser's weights carried over); the run's samples then have the
+    prior's codes as their spatial means, and the same run with `sample_code_from_prior` off gives the denoiser's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from nerfstudio_splatdiff.runs import load_inference_model, setup_pipeline
+
+    root, config = diffusion_run
+    (ckpt,) = (config.parent / "nerfstudio_models").glob("*.ckpt")
+    init = tmp_path / "init"
+    run_cli(
+        [
+            sys.executable,
+            Path(__file__).parents[1] / "benchmarks" / "code_prior_init.py",
+            "--checkpoint",
+            ckpt,
+            "--output",
+            init,
+        ]
+    )
+    var_config = load_inference_model(config)[1].pipeline.model.var_checkpoint
+    extra = ["--pipeline.model.var-checkpoint", str(var_config), "--pipeline.model.num-steps", "4"]
+    (warm,) = (init / "nerfstudio_models").glob("*.ckpt")
+    extra += ["--pipeline.model.code-prior", "True", "--load-checkpoint", str(warm)]
+    run_cli(train_cmd("splatdiff-diffusion-small", root / "data", tmp_path / "out", root / "cache", 8, *extra))
+    (new_config,) = (tmp_path / "out").glob("*/splatdiff-diffusion-small/*/config.yml")
+    acc = EventAccumulator(str(new_config.parent))
+    acc.Reload()
+    assert len(acc.Scalars("Train Loss Dict/code_nll")) >= 5
+    _, pipeline, _, step = setup_pipeline(new_config)
+    model = pipeline.model
+    assert step > 30 and model.code_prior is not None
+    _, batch = pipeline.datamanager.fixed_indices_eval_dataloader.get(0)
+    z, _ = model.latent_samples(batch, 3, seed=5)
+    mean = model.encode_source(batch)[0]
+    expected = model.code_prior.sample(model.to_condition(mean), model.input_code(mean), 3, seed=6)
+    assert torch.allclose(model.to_diffusion(z).mean(dim=(2, 3)), expected, atol=1e-4)
+    model.config.sample_code_from_prior = False
+    z_own, _ = model.latent_samples(batch, 3, seed=5)
+    assert not torch.allclose(model.to_diffusion(z_own).mean(dim=(2, 3)), expected, atol=1e-2)
+    assert torch.allclose(z_own - z_own.mean(dim=(2, 3), keepdim=True), z - z.mean(dim=(2, 3), keepdim=True), atol=1e-4)

@@ -26,6 +26,7 @@ from torch.nn import Parameter
 
 from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.models import losses
+from nerfstudio_splatdiff.models.code_prior import GlobalCodePrior, GlobalCodePriorConfig
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.privileged import privileged_inputs
@@ -78,6 +79,16 @@ class DiffusionModelConfig(SceneModelConfig):
     loss is the epsilon-MSE plus (weight - 1) x `losses.global_code_error`; 1 is the plain epsilon-MSE (the
     paper's). That part is only C of the latent's C x h x w numbers but the hardest to predict (a quarter of the
     shipped geometry denoiser's loss); weighting it 64x for 1,500 steps did not change the samples (README)."""
+    code_prior: bool = False
+    """Train a prior over the VAR's global code alone beside the denoiser (a mixture density network conditioned on the
+    input, models/code_prior.py), on the same latents and its own loss, and at sampling draw each sample's global code
+    from it while the denoiser draws the rest of the latent. Needs a VAR with a global code. On the geometry proving
+    ground the denoiser's codes fall between the input's shape codes (README)."""
+    code_prior_net: GlobalCodePriorConfig = field(default_factory=GlobalCodePriorConfig)
+    """With `code_prior`: the mixture's size and its sampling temperature."""
+    sample_code_from_prior: bool = True
+    """With `code_prior`: draw the samples' global codes from it (False keeps the denoiser's own: the ablation of the
+    same run)."""
     ema_decay: float = 0.9999
     bf16: bool = True
     compile_network: bool = False
@@ -181,6 +192,17 @@ class DiffusionModel(SceneModel):
             )
         self.denoiser = c.denoiser.setup()
         self.setup_trained_network(c.trained_module, c.ema_decay)
+        self.code_prior: Optional[GlobalCodePrior] = None
+        if c.code_prior:
+            if not self.var.has_global_code:
+                raise SplatdiffError(
+                    "--pipeline.model.code-prior True needs a VAR with a global code "
+                    "(--pipeline.model.network.global-code True); train without the prior for this VAR."
+                )
+            latent = self.var.latent_size(c.image_size)
+            self.code_prior = GlobalCodePrior(
+                c.code_prior_net, c.denoiser.latent_channels, (c.denoiser.cond_channels, latent, latent)
+            )
         # 1 / std of the latents (of their spatial means for `latent_scale_global`), set from the first batch
         self.register_buffer("latent_scale", torch.zeros(()))
         self.register_buffer("latent_scale_global", torch.zeros(()))
@@ -217,7 +239,10 @@ class DiffusionModel(SceneModel):
         return self
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {"denoiser": list(self.denoiser.parameters())}
+        groups = {"denoiser": list(self.denoiser.parameters())}
+        if self.code_prior is not None:
+            groups["code_prior"] = list(self.code_prior.parameters())
+        return groups
 
     def frozen_parts(self) -> Dict[str, str]:
         """The frozen VAR, loaded from `var_checkpoint` (see `SceneModel.frozen_parts`)."""
@@ -306,6 +331,9 @@ class DiffusionModel(SceneModel):
         self._set_scales(mean_z, logvar_z)
         z0 = self.to_diffusion(mean_z + torch.randn_like(mean_z) * torch.exp(0.5 * logvar_z))
         cond = self.to_condition(mean)
+        out: Dict[str, Tensor] = {}
+        if self.code_prior is not None:  # the whole condition (no guidance drop), the sampled latent's global code
+            out["code_nll"] = self.code_prior.nll(cond, self.input_code(mean), z0.mean(dim=(2, 3)))
         B = z0.shape[0]
         if self.training:
             drop = torch.rand(B, device=z0.device) < self.config.cond_drop_prob
@@ -318,7 +346,17 @@ class DiffusionModel(SceneModel):
         self.compile_on_cuda(z0.device)
         with self.autocast(z0.device):
             eps = self.denoiser(noisy, t, cond)
-        return {"eps_pred": eps.float(), "eps": noise}
+        return {**out, "eps_pred": eps.float(), "eps": noise}
+
+    @property
+    def draws_codes_from_prior(self) -> bool:
+        """Whether samples take their global codes from the code prior (`code_prior`, `sample_code_from_prior`)."""
+        return self.code_prior is not None and self.config.sample_code_from_prior
+
+    def input_code(self, mean: Tensor) -> Tensor:
+        """The global code of the input-only latent in the space the denoiser diffuses: where the code prior's
+        components are offsets from."""
+        return self.to_diffusion(mean).mean(dim=(2, 3))
 
     def _random_half_masks(self, cond: Tensor) -> Tensor:
         """Per sample, with probability input_mask_prob, a mask that hides a random half (left/right/top/bottom)."""
@@ -341,14 +379,19 @@ class DiffusionModel(SceneModel):
         extra = self.config.global_loss_weight - 1.0
         if extra != 0.0:
             loss["eps_mse_global"] = extra * losses.global_code_error(outputs["eps_pred"], outputs["eps"])
+        if "code_nll" in outputs:  # its own parameters: it does not change the denoiser's gradient
+            loss["code_nll"] = outputs["code_nll"]
         return loss
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         pred = outputs["eps_pred"].detach()
-        return {
+        metrics = {
             "eps_mse": F.mse_loss(pred, outputs["eps"]),
             "eps_mse_global": losses.global_code_error(pred, outputs["eps"]),
         }
+        if "code_nll" in outputs:
+            metrics["code_nll"] = outputs["code_nll"].detach()
+        return metrics
 
     # -- sampling ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -380,7 +423,8 @@ class DiffusionModel(SceneModel):
     ) -> Tuple[Float[Tensor, "N C h w"], Tensor]:
         """The first half of `sample`: N latents in the VAR's own space (not the denoiser's scaled one), and the
         input's skip features to decode them with (`decode_latents`; `skip_weight` is only checked here, with the other
-        knobs, before any work). Diagnostics compare these latents with the VAR's own."""
+        knobs, before any work). Diagnostics compare these latents with the VAR's own. With the code prior
+        (`code_prior`, `sample_code_from_prior`), each latent's spatial mean is a code drawn from the prior."""
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
@@ -406,6 +450,10 @@ class DiffusionModel(SceneModel):
             c.seed if seed is None else seed,
             eta,
         )[0]
+        if self.code_prior is not None and self.draws_codes_from_prior:
+            seed = c.seed if seed is None else seed
+            code = self.code_prior.sample(self.to_condition(mean), self.input_code(mean), num_samples, seed=seed + 1)
+            x = x - x.mean(dim=(2, 3), keepdim=True) + code[:, :, None, None]
         return self.from_diffusion(x), skip
 
     @torch.no_grad()

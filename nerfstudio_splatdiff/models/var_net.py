@@ -209,6 +209,10 @@ class VARNet(nn.Module):
         """Whether this VAR's latent can be informed by a privileged view of the hidden side."""
         return self.privileged is not None
 
+    def latent_size(self, image_size: int) -> int:
+        """Side of the latent this VAR encodes a square image of side `image_size` into."""
+        return image_size // self.downsample
+
     @property
     def has_global_code(self) -> bool:
         """Whether the decoder reads the latent's spatial mean as a global code (`VARNetConfig.global_code`)."""

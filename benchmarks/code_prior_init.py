@@ -1,0 +1,37 @@
+"""A warm start for a diffusion run with the code prior (`--pipeline.model.code-prior True`) from a denoiser
+checkpoint that has none: the same weights and step, marked so that the prior starts from its initialisation
+(runs.with_fresh_part). The denoiser goes on training from where it was; the prior trains beside it on its own loss.
+
+    python benchmarks/code_prior_init.py --output outputs/code-prior-init \
+        --checkpoint outputs/scratch2k/demo/splatdiff-diffusion-small/run/nerfstudio_models/step-000014199.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+PRIOR_PREFIX = "_model.code_prior."
+"""Where the diffusion model keeps the prior's weights in a pipeline state (DiffusionModel.code_prior)."""
+
+
+def main() -> None:
+    from common import write_warm_start
+
+    from nerfstudio_splatdiff.runs import with_fresh_part
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a diffusion run's step-*.ckpt")
+    parser.add_argument("--output", type=Path, required=True, help="a new folder for the warm start")
+    args = parser.parse_args()
+    out, state = write_warm_start(args.checkpoint, args.output, lambda s: with_fresh_part(s, PRIOR_PREFIX))
+    print(f"{out}: step {state.get('step')}, the code prior starts fresh")
+
+
+if __name__ == "__main__":
+    main()
