@@ -355,7 +355,7 @@ def main() -> None:
     if args.code_prior_temperature is not None:
         if not 0 <= args.code_prior_temperature <= 10:
             raise SystemExit(f"--code-prior-temperature {args.code_prior_temperature}: pass a factor in [0, 10].")
-        diff.config.code_prior_net.temperature = args.code_prior_temperature
+        diff.config.code_prior_temperature = args.code_prior_temperature
     size = diff.config.image_size
     num_modes = 3
     N = args.num_samples
@@ -364,7 +364,7 @@ def main() -> None:
         f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}, eta {diff.config.eta}"
     )
     if diff.draws_codes_from_prior:
-        sampler += f", global codes from the code prior (temperature {diff.config.code_prior_net.temperature})"
+        sampler += f", global codes from the code prior (temperature {diff.config.code_prior_temperature})"
     if previous is not None and previous["sampler"] != sampler:
         raise SystemExit(
             f"--carry-from {args.carry_from} was sampled with '{previous['sampler']}', not '{sampler}': pass the "

@@ -28,7 +28,6 @@ from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio_splatdiff.data.datamanager import MultiSceneDataManagerConfig
 from nerfstudio_splatdiff.data.dataparsers import Co3dDataParserConfig
 from nerfstudio_splatdiff.errors import install_one_line_errors
-from nerfstudio_splatdiff.models.code_prior import GlobalCodePriorConfig
 from nerfstudio_splatdiff.models.denoiser_net import DenoiserNetConfig
 from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
 from nerfstudio_splatdiff.models.reconstructor import ReconstructorModelConfig
@@ -368,7 +367,10 @@ def _diffusion(method: str, p: DiffusionPreset) -> TrainerConfig:
                 background_color=p.stage1.background or (0.0, 0.0, 0.0),
                 # 12 components: held-out NLL of the scratch2k VAR's codes (21,550 training pairs, 2,450 held-out
                 # scenes) 2.16 nats against 2.32 with 6 and 2.59 with 3; a 4x4-pooled condition 2.51.
-                code_prior_net=GlobalCodePriorConfig(components=12, width=256, depth=2, temperature=1.0),
+                code_prior_components=12,
+                code_prior_width=256,
+                code_prior_depth=2,
+                code_prior_temperature=1.0,
             ),
         ),
         optimizers={

@@ -74,7 +74,7 @@ def test_the_same_seed_gives_the_same_codes_and_temperature_0_gives_the_componen
 
 @pytest.mark.parametrize("field, value", [("components", 0), ("width", 0), ("depth", 0), ("temperature", -1.0)])
 def test_a_bad_prior_option_is_one_clear_line(field, value):
-    with pytest.raises(SplatdiffError, match=f"code-prior.{field}"):
+    with pytest.raises(SplatdiffError, match=f"code-prior-{field}"):
         GlobalCodePriorConfig(**{field: value})
 
 
@@ -101,3 +101,53 @@ def test_a_warm_start_marked_fresh_loads_without_the_new_part_and_only_then():
     assert torch.equal(new.code_prior.weight, before)  # starts from its own initialisation
     with pytest.raises(SplatdiffError, match="code_prior"):
         with_fresh_part({f"_model.{k}": v for k, v in old.state_dict().items()}, "_model.code_prior.")
+
+
+def test_a_redrawn_code_comes_from_the_component_that_explains_the_true_one():
+    """Two components 10 apart with std 0.1: a code at one's mean is redrawn within a few stds of it, never near the
+    other; with the temperature at 0 it is that component's mean."""
+    p = prior(components=2)
+    with torch.no_grad():
+        p.head.weight.zero_()
+        bias = p.head.bias.view(2, 9)
+        bias.zero_()
+        bias[0, 1:5] = torch.tensor([5.0, 0.0, 0.0, 0.0])
+        bias[1, 1:5] = torch.tensor([-5.0, 0.0, 0.0, 0.0])
+        bias[:, 5:] = math.log(0.1)
+    cond, anchor = torch.zeros(64, 4, 2, 2), torch.zeros(64, 4)
+    code = torch.zeros(64, 4)
+    code[:32, 0], code[32:, 0] = 4.9, -5.2
+    redrawn = p.redraw(cond, anchor, code, torch.Generator().manual_seed(0))
+    assert float((redrawn[:32, 0] - 5.0).abs().max()) < 0.6 and float((redrawn[32:, 0] + 5.0).abs().max()) < 0.6
+    p.config.temperature = 0.0
+    assert torch.allclose(p.redraw(cond, anchor, code)[:, 0], torch.sign(code[:, 0]) * 5.0)
+
+
+def test_the_frozen_prior_moves_only_the_chosen_scenes_global_codes():
+    from nerfstudio_splatdiff.models.code_prior_source import FrozenCodePrior
+
+    frozen = FrozenCodePrior(prior(components=3), scale=2.0, scale_global=0.5, code_scale=1.0)
+    gen = torch.Generator().manual_seed(3)
+    input_mean, latent = torch.randn(6, 4, 2, 2, generator=gen), torch.randn(6, 4, 2, 2, generator=gen)
+    assert torch.equal(frozen.redraw(input_mean, latent, 0.0), latent)
+    moved = frozen.redraw(input_mean, latent, 1.0, torch.Generator().manual_seed(0))
+    centred = lambda z: z - z.mean(dim=(2, 3), keepdim=True)  # noqa: E731
+    assert torch.allclose(centred(moved), centred(latent), atol=1e-6)  # the rest of every latent is kept
+    assert bool((moved.mean(dim=(2, 3)) - latent.mean(dim=(2, 3))).norm(dim=1).gt(1e-3).all())
+
+
+def test_a_code_prior_run_for_a_var_that_cannot_read_it_is_one_clear_line(tmp_path):
+    import method_configs.splatdiff_methods as methods
+
+    model = methods.splatdiff_var_small.config.pipeline.model
+    with pytest.raises(SplatdiffError, match="code-prior-run"):
+        type(model)(network=model.network, code_prior_run=tmp_path / "config.yml")  # its encoder is not frozen
+    with pytest.raises(SplatdiffError, match="code-prior-share"):
+        type(model)(network=model.network, code_prior_share=1.5)
+
+
+def test_a_missing_or_prior_less_code_prior_run_is_one_clear_line(tmp_path):
+    from nerfstudio_splatdiff.models.code_prior_source import load_frozen_code_prior
+
+    with pytest.raises(SplatdiffError, match="No run at"):
+        load_frozen_code_prior(tmp_path / "nope" / "config.yml")

@@ -12,6 +12,7 @@ import torch
 from cli_helpers import run_cli, train_cmd
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -167,39 +168,41 @@ def test_slim_runs_sample_like_the_originals_at_a_fraction_of_the_size(diffusion
         eval_setup(slim_var, test_mode="test")
 
 
+@pytest.fixture(scope="module")
+def code_prior_run(diffusion_run, tmp_path_factory):
+    """The tiny diffusion run warm-started (benchmarks/code_prior_init.py) into 8 more steps with a fresh code prior:
+    (work folder, its config.yml)."""
+    from nerfstudio_splatdiff.runs import load_inference_model
+
+    root, config = diffusion_run
+    tmp = tmp_path_factory.mktemp("code_prior")
+    (ckpt,) = (config.parent / "nerfstudio_models").glob("*.ckpt")
+    init = tmp / "init"
+    run_cli([sys.executable, ROOT / "benchmarks" / "code_prior_init.py", "--checkpoint", ckpt, "--output", init])
+    var_config = load_inference_model(config)[1].pipeline.model.var_checkpoint
+    extra = ["--pipeline.model.var-checkpoint", str(var_config), "--pipeline.model.num-steps", "4"]
+    (warm,) = (init / "nerfstudio_models").glob("*.ckpt")
+    extra += ["--pipeline.model.code-prior", "True", "--load-checkpoint", str(warm)]
+    run_cli(train_cmd("splatdiff-diffusion-small", root / "data", tmp / "out", root / "cache", 8, *extra))
+    (new_config,) = (tmp / "out").glob("*/splatdiff-diffusion-small/*/config.yml")
+    return root, new_config
+
+
 def test_a_denoiser_warm_started_with_the_code_prior_trains_it_and_its_samples_take_their_codes_from_it(
-    diffusion_run, tmp_path
+    code_prior_run,
 ):
     """benchmarks/code_prior_init.py marks a denoiser checkpoint so that `--pipeline.model.code-prior True` trains a
     fresh prior beside it (its loss logged, the denoiser's weights carried over); the run's samples then have the
     prior's codes as their spatial means, and the same run with `sample_code_from_prior` off gives the denoiser's."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from nerfstudio_splatdiff.runs import load_inference_model, setup_pipeline
+    from nerfstudio_splatdiff.runs import setup_pipeline
 
-    root, config = diffusion_run
-    (ckpt,) = (config.parent / "nerfstudio_models").glob("*.ckpt")
-    init = tmp_path / "init"
-    run_cli(
-        [
-            sys.executable,
-            Path(__file__).parents[1] / "benchmarks" / "code_prior_init.py",
-            "--checkpoint",
-            ckpt,
-            "--output",
-            init,
-        ]
-    )
-    var_config = load_inference_model(config)[1].pipeline.model.var_checkpoint
-    extra = ["--pipeline.model.var-checkpoint", str(var_config), "--pipeline.model.num-steps", "4"]
-    (warm,) = (init / "nerfstudio_models").glob("*.ckpt")
-    extra += ["--pipeline.model.code-prior", "True", "--load-checkpoint", str(warm)]
-    run_cli(train_cmd("splatdiff-diffusion-small", root / "data", tmp_path / "out", root / "cache", 8, *extra))
-    (new_config,) = (tmp_path / "out").glob("*/splatdiff-diffusion-small/*/config.yml")
-    acc = EventAccumulator(str(new_config.parent))
+    _, config = code_prior_run
+    acc = EventAccumulator(str(config.parent))
     acc.Reload()
     assert len(acc.Scalars("Train Loss Dict/code_nll")) >= 5
-    _, pipeline, _, step = setup_pipeline(new_config)
+    _, pipeline, _, step = setup_pipeline(config)
     model = pipeline.model
     assert step > 30 and model.code_prior is not None
     _, batch = pipeline.datamanager.fixed_indices_eval_dataloader.get(0)
@@ -211,3 +214,23 @@ def test_a_denoiser_warm_started_with_the_code_prior_trains_it_and_its_samples_t
     z_own, _ = model.latent_samples(batch, 3, seed=5)
     assert not torch.allclose(model.to_diffusion(z_own).mean(dim=(2, 3)), expected, atol=1e-2)
     assert torch.allclose(z_own - z_own.mean(dim=(2, 3), keepdim=True), z - z.mean(dim=(2, 3), keepdim=True), atol=1e-4)
+
+
+def test_a_var_decoder_trains_on_a_code_priors_draws_and_its_checkpoint_does_not_hold_the_prior(
+    code_prior_run, tmp_path
+):
+    """`--pipeline.model.code-prior-run` (with a frozen encoder) trains the decoder on codes redrawn from the prior:
+    the run trains, its loss stays finite, and its checkpoint holds the VAR alone (inference never needs that run)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, prior_config = code_prior_run
+    extra = ["--pipeline.model.code-prior-run", str(prior_config), "--pipeline.model.code-prior-share", "1.0"]
+    extra += ["pipeline.model.network:var-net-config", "--pipeline.model.network.frozen-encoder", "True"]
+    run_cli(train_cmd("splatdiff-var-small", root / "data", tmp_path / "out", root / "cache", 4, *extra))
+    (config,) = (tmp_path / "out").glob("*/splatdiff-var-small/*/config.yml")
+    acc = EventAccumulator(str(config.parent))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("Train Loss")]
+    assert len(losses) >= 3 and all(v == v and abs(v) < 1e6 for v in losses)
+    (ckpt,) = (config.parent / "nerfstudio_models").glob("*.ckpt")
+    assert not any("code_prior" in k for k in torch.load(ckpt, weights_only=False)["pipeline"])

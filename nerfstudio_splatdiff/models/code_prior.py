@@ -42,13 +42,13 @@ class GlobalCodePriorConfig(InstantiateConfig):
     """Sampling: each component's std is multiplied by this (0 = the chosen component's mean)."""
 
     def __post_init__(self) -> None:
-        flag = "--pipeline.model.code-prior"
-        check_option(is_number_in(self.components, 1, 64), f"{flag}.components", self.components, "from 1 to 64")
-        check_option(is_number_in(self.width, 1, 8192), f"{flag}.width", self.width, "from 1 to 8192")
-        check_option(is_number_in(self.depth, 1, 16), f"{flag}.depth", self.depth, "from 1 to 16")
+        flag = "--pipeline.model.code-prior"  # the diffusion model's flat fields (DiffusionModelConfig.code_prior_*)
+        check_option(is_number_in(self.components, 1, 64), f"{flag}-components", self.components, "from 1 to 64")
+        check_option(is_number_in(self.width, 1, 8192), f"{flag}-width", self.width, "from 1 to 8192")
+        check_option(is_number_in(self.depth, 1, 16), f"{flag}-depth", self.depth, "from 1 to 16")
         check_option(
             is_number_in(self.temperature, 0, 10),
-            f"{flag}.temperature",
+            f"{flag}-temperature",
             self.temperature,
             "a factor in [0, 10] on the components' std (0 = their means, 1 = as trained)",
         )
@@ -111,3 +111,21 @@ class GlobalCodePrior(nn.Module):
         k = torch.multinomial(log_w.exp(), num_samples, replacement=True, generator=gen)
         noise = torch.randn(num_samples, self.code_channels, generator=gen)
         return (means[k] + tau * log_std[k].exp() * noise).to(cond.device)
+
+    def redraw(
+        self,
+        cond: Float[Tensor, "B C h w"],
+        anchor: Float[Tensor, "B D"],
+        code: Float[Tensor, "B D"],
+        generator: Optional[torch.Generator] = None,
+    ) -> Float[Tensor, "B D"]:
+        """For each input, a code drawn the way sampling draws one (std times the temperature) from the component
+        that explains its `code`, chosen by its responsibility for it: what the sampler would give for that hidden
+        side, for training a decoder to draw it (ReconstructorModelConfig.code_prior_run)."""
+        log_w, means, log_std = self.mixture(cond, anchor)
+        z = (code.float()[:, None] - means) * torch.exp(-log_std)
+        log_r = log_w + (-0.5 * z.square() - log_std).sum(dim=-1)
+        k = torch.multinomial(torch.softmax(log_r, dim=-1), 1, generator=generator)[:, 0]
+        rows = torch.arange(k.shape[0], device=k.device)
+        noise = torch.randn(means.shape[0], self.code_channels, generator=generator, device=means.device)
+        return means[rows, k] + self.config.temperature * log_std[rows, k].exp() * noise

@@ -84,8 +84,14 @@ class DiffusionModelConfig(SceneModelConfig):
     input, models/code_prior.py), on the same latents and its own loss, and at sampling draw each sample's global code
     from it while the denoiser draws the rest of the latent. Needs a VAR with a global code. On the geometry proving
     ground the denoiser's codes fall between the input's shape codes (README)."""
-    code_prior_net: GlobalCodePriorConfig = field(default_factory=GlobalCodePriorConfig)
-    """With `code_prior`: the mixture's size and its sampling temperature."""
+    code_prior_components: int = 6
+    """With `code_prior`: its mixture components (`GlobalCodePriorConfig.components`)."""
+    code_prior_width: int = 256
+    """With `code_prior`: the hidden width of its MLP."""
+    code_prior_depth: int = 2
+    """With `code_prior`: the hidden layers of its MLP."""
+    code_prior_temperature: float = 1.0
+    """With `code_prior`: each component's std is multiplied by this at sampling (0 = the drawn component's mean)."""
     sample_code_from_prior: bool = True
     """With `code_prior`: draw the samples' global codes from it (False keeps the denoiser's own: the ablation of the
     same run)."""
@@ -111,6 +117,7 @@ class DiffusionModelConfig(SceneModelConfig):
     def __post_init__(self) -> None:
         """Sampling options are refused when the flags are parsed, not by splatdiff-sample after training."""
         check_shared_model_options(self)
+        self.code_prior_config()  # its options are refused here too
         flag = "--pipeline.model"
         steps = self.schedule.num_train_timesteps
         check_option(
@@ -154,6 +161,16 @@ class DiffusionModelConfig(SceneModelConfig):
             f"{flag}.global-loss-weight",
             self.global_loss_weight,
             "a weight in [0, 10000] (1 = the plain epsilon-MSE)",
+        )
+
+    def code_prior_config(self) -> GlobalCodePriorConfig:
+        """The code prior's config from this model's flat `code_prior_*` fields (flat, so the config.yml of a run
+        from before they existed still loads: every one has a plain default)."""
+        return GlobalCodePriorConfig(
+            components=self.code_prior_components,
+            width=self.code_prior_width,
+            depth=self.code_prior_depth,
+            temperature=self.code_prior_temperature,
         )
 
     @property
@@ -201,7 +218,7 @@ class DiffusionModel(SceneModel):
                 )
             latent = self.var.latent_size(c.image_size)
             self.code_prior = GlobalCodePrior(
-                c.code_prior_net, c.denoiser.latent_channels, (c.denoiser.cond_channels, latent, latent)
+                c.code_prior_config(), c.denoiser.latent_channels, (c.denoiser.cond_channels, latent, latent)
             )
         # 1 / std of the latents (of their spatial means for `latent_scale_global`), set from the first batch
         self.register_buffer("latent_scale", torch.zeros(()))
@@ -452,7 +469,8 @@ class DiffusionModel(SceneModel):
         )[0]
         if self.code_prior is not None and self.draws_codes_from_prior:
             seed = c.seed if seed is None else seed
-            code = self.code_prior.sample(self.to_condition(mean), self.input_code(mean), num_samples, seed=seed + 1)
+            cond, anchor, tau = self.to_condition(mean), self.input_code(mean), c.code_prior_temperature
+            code = self.code_prior.sample(cond, anchor, num_samples, seed=seed + 1, temperature=tau)
             x = x - x.mean(dim=(2, 3), keepdim=True) + code[:, :, None, None]
         return self.from_diffusion(x), skip
 

@@ -8,6 +8,7 @@ the network (as Splatter Image keeps) is used for evaluation and the viewer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import torch
@@ -18,6 +19,7 @@ from torch.nn import Parameter
 
 from nerfstudio_splatdiff.errors import SplatdiffError, check_option, is_number_in
 from nerfstudio_splatdiff.models import losses
+from nerfstudio_splatdiff.models.code_prior_source import FrozenCodePrior, load_frozen_code_prior
 from nerfstudio_splatdiff.models.metrics import image_psnr, object_metrics, psnr, visibility_masks
 from nerfstudio_splatdiff.models.privileged import privileged_inputs
 from nerfstudio_splatdiff.models.regression_net import RegressionNetConfig
@@ -61,6 +63,14 @@ class ReconstructorModelConfig(SceneModelConfig):
     conditional VAE's KL with the input-only posterior as its prior). Without it the code carries whatever the view
     shows, partly unknowable from the input, so a denoiser cannot place a shape's code and its samples fall between
     shapes (README, "Where the codes lie"); with it only what pays for its nats stays. 0 = off (the paper's)."""
+    code_prior_run: Optional[Path] = None
+    """A splatdiff-diffusion run over this VAR trained with `--pipeline.model.code-prior True`: in training, a share
+    (`code_prior_share`) of the scenes have their global code redrawn from the prior's component that explains it, so
+    the decoder learns to draw each hidden side from the codes the sampler gives it (models/code_prior_source.py).
+    Needs a VAR with a privileged view, a global code and `--pipeline.model.network.frozen-encoder True` (the latents
+    the prior learned must not move). Loaded when training starts; inference never reads it."""
+    code_prior_share: float = 0.5
+    """With `code_prior_run`: the share of training scenes whose global code is redrawn (the rest keep their own)."""
     lpips_weight: float = 0.01
     """LPIPS weight from `lpips_start_step` on (the paper's second phase); 0 trains without LPIPS."""
     lpips_start_step: int = 100_000
@@ -111,6 +121,19 @@ class ReconstructorModelConfig(SceneModelConfig):
             "--pipeline.model.network.global-code-noise above 0 (the std its nats are counted against)",
         )
         check_option(
+            self.code_prior_run is None or self.reads_code_prior,
+            "--pipeline.model.code-prior-run",
+            self.code_prior_run,
+            "a diffusion run's config.yml, for a VAR with --pipeline.model.network.privileged-view True, "
+            "--pipeline.model.network.global-code True and --pipeline.model.network.frozen-encoder True",
+        )
+        check_option(
+            is_number_in(self.code_prior_share, 0, 1),
+            "--pipeline.model.code-prior-share",
+            self.code_prior_share,
+            "a share in [0, 1]",
+        )
+        check_option(
             is_number_in(self.lpips_start_step, 0),
             "--pipeline.model.lpips-start-step",
             self.lpips_start_step,
@@ -132,6 +155,13 @@ class ReconstructorModelConfig(SceneModelConfig):
         return "var" if isinstance(self.network, VARNetConfig) else "regression"
 
     @property
+    def reads_code_prior(self) -> bool:
+        """Whether this network can train its decoder on a code prior's draws (`code_prior_run`): a VAR with a
+        privileged view and a global code whose encoder is frozen."""
+        n = self.network
+        return self.run_kind == "var" and n.privileged_view and n.global_code and n.frozen_encoder  # type: ignore
+
+    @property
     def privileged_code_std(self) -> Optional[float]:
         """The std the privileged KL counts nats against (`VARNetConfig.privileged_code_std`); None for a network
         that has none (the regression baseline, a VAR without a privileged view or global-code noise)."""
@@ -144,6 +174,7 @@ class ReconstructorModel(SceneModel):
     def populate_modules(self) -> None:  # the base version adds a ray collider, which a splat model has no use for
         self.net = self.config.network.setup()
         self.is_var = self.config.run_kind == "var"
+        self._code_prior: Optional[FrozenCodePrior] = None  # not a Module: never in a checkpoint
         self.setup_trained_network(self.config.trained_module, self.config.ema_decay)
         self.lpips = losses.maybe_lpips(self.config.lpips_net, required=self.config.lpips_weight > 0)
         self.setup_viewer_scenes()
@@ -174,6 +205,8 @@ class ReconstructorModel(SceneModel):
         net = net or self.net
         if net.training and self.is_var and net.has_privileged_branch:
             kwargs.setdefault("privileged", privileged_inputs(batch))
+            if self.config.code_prior_run is not None:
+                kwargs.setdefault("latent", self._latent_with_prior_codes(images, kwargs["privileged"]))
         with self.autocast(images.device):
             return net(
                 images[:, 0].permute(0, 3, 1, 2),
@@ -183,6 +216,18 @@ class ReconstructorModel(SceneModel):
                 batch["depth_far"],
                 **kwargs,
             )
+
+    @torch.no_grad()
+    def _latent_with_prior_codes(self, images: Tensor, privileged) -> Tensor:
+        """A training latent given the privileged view (the posterior's sample, every scene's view kept) whose global
+        code is, for a share of the scenes, redrawn from the code prior (`code_prior_run`)."""
+        if self._code_prior is None:  # loaded when training starts, so inference never needs that run
+            self._code_prior = load_frozen_code_prior(self.config.code_prior_run).to(images.device)
+        with self.autocast(images.device):
+            input_mean, correction, logvar, _ = self.net.encode_parts(images[:, 0].permute(0, 3, 1, 2), privileged)
+        mean = (input_mean + correction).float()
+        latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar.float())
+        return self._code_prior.redraw(input_mean.float(), latent, self.config.code_prior_share)
 
     @torch.no_grad()
     def generate(
