@@ -16,13 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-PRIOR_PREFIX = "_model.code_prior."
-"""Where the diffusion model keeps the prior's weights in a pipeline state (DiffusionModel.code_prior)."""
-
 
 def main() -> None:
     from common import write_warm_start
 
+    from nerfstudio_splatdiff.models.code_prior_source import PRIOR_PREFIX
     from nerfstudio_splatdiff.runs import with_fresh_part
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

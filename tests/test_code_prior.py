@@ -16,7 +16,7 @@ from nerfstudio_splatdiff.models.code_prior import GlobalCodePrior, GlobalCodePr
 
 def prior(components: int = 3, seed: int = 0, **kwargs) -> GlobalCodePrior:
     torch.manual_seed(seed)
-    return GlobalCodePrior(GlobalCodePriorConfig(components=components, width=32, **kwargs), 4, (4, 2, 2))
+    return GlobalCodePrior(GlobalCodePriorConfig(components=components, width=32, **kwargs), 4, 4 * 2 * 2)
 
 
 def test_the_likelihood_is_torch_distributions_mixture_of_diagonal_gaussians():
@@ -130,6 +130,7 @@ def test_the_frozen_prior_moves_only_the_chosen_scenes_global_codes():
     gen = torch.Generator().manual_seed(3)
     input_mean, latent = torch.randn(6, 4, 2, 2, generator=gen), torch.randn(6, 4, 2, 2, generator=gen)
     assert torch.equal(frozen.redraw(input_mean, latent, 0.0), latent)
+    assert torch.equal(frozen.redraw(input_mean, latent, 1.0, eligible=torch.zeros(6, dtype=torch.bool)), latent)
     moved = frozen.redraw(input_mean, latent, 1.0, torch.Generator().manual_seed(0))
     centred = lambda z: z - z.mean(dim=(2, 3), keepdim=True)  # noqa: E731
     assert torch.allclose(centred(moved), centred(latent), atol=1e-6)  # the rest of every latent is kept

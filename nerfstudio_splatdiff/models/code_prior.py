@@ -57,11 +57,12 @@ class GlobalCodePriorConfig(InstantiateConfig):
 class GlobalCodePrior(nn.Module):
     """p(global code | condition latent) as a mixture of K diagonal Gaussians in the space the denoiser diffuses."""
 
-    def __init__(self, config: GlobalCodePriorConfig, code_channels: int, cond_shape: Tuple[int, int, int]) -> None:
+    def __init__(self, config: GlobalCodePriorConfig, code_channels: int, cond_features: int) -> None:
+        """`cond_features`: the size of the flattened condition latent (C x h x w) it reads."""
         super().__init__()
         self.config = c = config
         self.code_channels = code_channels
-        layers, width_in = [], math.prod(cond_shape)
+        layers, width_in = [], cond_features
         for _ in range(c.depth):
             layers += [nn.Linear(width_in, c.width), nn.SiLU()]
             width_in = c.width
@@ -89,10 +90,16 @@ class GlobalCodePrior(nn.Module):
         self, cond: Float[Tensor, "B C h w"], anchor: Float[Tensor, "B D"], code: Float[Tensor, "B D"]
     ) -> Float[Tensor, ""]:
         """Mean negative log-likelihood (nats per input) of the true global codes under each input's mixture."""
+        return -torch.logsumexp(self._joint_log_probs(cond, anchor, code)[0], dim=-1).mean()
+
+    def _joint_log_probs(
+        self, cond: Tensor, anchor: Tensor, code: Tensor
+    ) -> Tuple[Float[Tensor, "B K"], Float[Tensor, "B K D"], Float[Tensor, "B K D"]]:
+        """(log of each component's weight times its density at `code`, the components' means, their log stds)."""
         log_w, means, log_std = self.mixture(cond, anchor)
         z = (code.float()[:, None] - means) * torch.exp(-log_std)
         log_normal = (-0.5 * z.square() - log_std).sum(dim=-1) - 0.5 * self.code_channels * math.log(2 * math.pi)
-        return -torch.logsumexp(log_w + log_normal, dim=-1).mean()
+        return log_w + log_normal, means, log_std
 
     @torch.no_grad()
     def sample(
@@ -122,10 +129,8 @@ class GlobalCodePrior(nn.Module):
         """For each input, a code drawn the way sampling draws one (std times the temperature) from the component
         that explains its `code`, chosen by its responsibility for it: what the sampler would give for that hidden
         side, for training a decoder to draw it (ReconstructorModelConfig.code_prior_run)."""
-        log_w, means, log_std = self.mixture(cond, anchor)
-        z = (code.float()[:, None] - means) * torch.exp(-log_std)
-        log_r = log_w + (-0.5 * z.square() - log_std).sum(dim=-1)
-        k = torch.multinomial(torch.softmax(log_r, dim=-1), 1, generator=generator)[:, 0]
+        log_joint, means, log_std = self._joint_log_probs(cond, anchor, code)
+        k = torch.multinomial(torch.softmax(log_joint, dim=-1), 1, generator=generator)[:, 0]
         rows = torch.arange(k.shape[0], device=k.device)
         noise = torch.randn(means.shape[0], self.code_channels, generator=generator, device=means.device)
         return means[rows, k] + self.config.temperature * log_std[rows, k].exp() * noise

@@ -10,7 +10,6 @@ learned do not move.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -47,17 +46,21 @@ class FrozenCodePrior:
         latent: Float[Tensor, "B C h w"],
         share: float,
         generator: Optional[torch.Generator] = None,
+        eligible: Optional[Tensor] = None,
     ) -> Float[Tensor, "B C h w"]:
-        """`latent` (a VAR latent given the privileged view) with, for a random `share` of its scenes, the global code
-        replaced by one the prior draws from the component that explains it (`GlobalCodePrior.redraw`); the rest of
-        every latent is kept. `input_mean`: the input-only posterior mean (the prior's condition)."""
-        gs = self.scale_global * self.code_scale
+        """`latent` (a VAR latent given the privileged view) with, for a random `share` of its scenes (of those
+        `eligible` [B] marks: the ones that kept their privileged view), the global code replaced by one the prior
+        draws from the component that explains it (`GlobalCodePrior.redraw`); the rest of every latent is kept.
+        `input_mean`: the input-only posterior mean (the prior's condition)."""
+        gs = self.scale_global * self.code_scale  # VAR units -> the prior's, for the global code
         cond = scale_latent(input_mean.float(), self.scale, self.scale_global)
         anchor = scale_latent(input_mean.float(), self.scale, gs).mean(dim=(2, 3))
-        code = latent.float().mean(dim=(2, 3)) * gs
-        new = self.prior.redraw(cond, anchor, code, generator) / gs
+        code = latent.float().mean(dim=(2, 3))
+        new = self.prior.redraw(cond, anchor, code * gs, generator) / gs
         pick = torch.rand(latent.shape[0], generator=generator, device=latent.device) < share
-        shift = torch.where(pick[:, None], new - code / gs, torch.zeros_like(new))
+        if eligible is not None:
+            pick = pick & eligible
+        shift = torch.where(pick[:, None], new - code, torch.zeros_like(new))
         return latent + shift[:, :, None, None].to(latent.dtype)
 
 
@@ -74,10 +77,8 @@ def load_frozen_code_prior(path: Path) -> FrozenCodePrior:
     _, loaded = load_checkpoint(source)
     state = loaded["pipeline"]
     weights = {k[len(PRIOR_PREFIX) :]: v.float() for k, v in state.items() if k.startswith(PRIOR_PREFIX)}
-    first = weights["body.0.weight"].shape[1]
-    channels = model_cfg.denoiser.cond_channels
-    side = math.isqrt(first // channels)
-    prior = GlobalCodePrior(model_cfg.code_prior_config(), model_cfg.denoiser.latent_channels, (channels, side, side))
+    cond_features = weights["body.0.weight"].shape[1]  # the flattened condition latent it reads
+    prior = GlobalCodePrior(model_cfg.code_prior_config(), model_cfg.denoiser.latent_channels, cond_features)
     prior.load_state_dict(weights)
     scale, scale_global = float(state["_model.latent_scale"]), float(state["_model.latent_scale_global"])
     if scale <= 0 or scale_global <= 0:

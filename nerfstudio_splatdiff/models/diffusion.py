@@ -216,10 +216,9 @@ class DiffusionModel(SceneModel):
                     "--pipeline.model.code-prior True needs a VAR with a global code "
                     "(--pipeline.model.network.global-code True); train without the prior for this VAR."
                 )
-            latent = self.var.latent_size(c.image_size)
-            self.code_prior = GlobalCodePrior(
-                c.code_prior_config(), c.denoiser.latent_channels, (c.denoiser.cond_channels, latent, latent)
-            )
+            side = self.var.latent_size(c.image_size)
+            cond_features = c.denoiser.cond_channels * side * side
+            self.code_prior = GlobalCodePrior(c.code_prior_config(), c.denoiser.latent_channels, cond_features)
         # 1 / std of the latents (of their spatial means for `latent_scale_global`), set from the first batch
         self.register_buffer("latent_scale", torch.zeros(()))
         self.register_buffer("latent_scale_global", torch.zeros(()))

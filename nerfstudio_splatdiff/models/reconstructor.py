@@ -29,7 +29,7 @@ from nerfstudio_splatdiff.models.scene_model import (
     SceneModelConfig,
     check_shared_model_options,
 )
-from nerfstudio_splatdiff.models.var_net import VARNetConfig
+from nerfstudio_splatdiff.models.var_net import CodeRedraw, VARNetConfig
 from nerfstudio_splatdiff.splats import Gaussians
 from nerfstudio_splatdiff.splats.cameras import invert_rigid
 
@@ -206,7 +206,7 @@ class ReconstructorModel(SceneModel):
         if net.training and self.is_var and net.has_privileged_branch:
             kwargs.setdefault("privileged", privileged_inputs(batch))
             if self.config.code_prior_run is not None:
-                kwargs.setdefault("latent", self._latent_with_prior_codes(images, kwargs["privileged"]))
+                kwargs.setdefault("code_redraw", self._prior_code_redraw(images.device))
         with self.autocast(images.device):
             return net(
                 images[:, 0].permute(0, 3, 1, 2),
@@ -217,17 +217,13 @@ class ReconstructorModel(SceneModel):
                 **kwargs,
             )
 
-    @torch.no_grad()
-    def _latent_with_prior_codes(self, images: Tensor, privileged) -> Tensor:
-        """A training latent given the privileged view (the posterior's sample, every scene's view kept) whose global
-        code is, for a share of the scenes, redrawn from the code prior (`code_prior_run`)."""
-        if self._code_prior is None:  # loaded when training starts, so inference never needs that run
-            self._code_prior = load_frozen_code_prior(self.config.code_prior_run).to(images.device)
-        with self.autocast(images.device):
-            input_mean, correction, logvar, _ = self.net.encode_parts(images[:, 0].permute(0, 3, 1, 2), privileged)
-        mean = (input_mean + correction).float()
-        latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar.float())
-        return self._code_prior.redraw(input_mean.float(), latent, self.config.code_prior_share)
+    def _prior_code_redraw(self, device: torch.device) -> CodeRedraw:
+        """What the network calls on each training latent to redraw a share of its global codes from the code prior
+        (`code_prior_run`), loaded at the first training step so that inference never needs that run."""
+        if self._code_prior is None:
+            self._code_prior = load_frozen_code_prior(self.config.code_prior_run).to(device)
+        prior, share = self._code_prior, self.config.code_prior_share
+        return lambda input_mean, latent, kept: prior.redraw(input_mean, latent, share, eligible=kept)
 
     @torch.no_grad()
     def generate(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple, Type, Union
+from typing import Callable, Optional, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float
@@ -30,6 +30,10 @@ from nerfstudio_splatdiff.splats.gaussians import Gaussians
 
 Privileged = Tuple[Tensor, Tensor, Tensor]
 """A privileged view: image [B, 3, H, W] in [0, 1], camera-to-world [B, 4, 4] relative to the input, K [B, 3, 3]."""
+
+CodeRedraw = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
+"""(input-only posterior mean, sampled latent, which scenes kept their privileged view or None for all) -> the latent
+with some scenes' global codes replaced (`FrozenCodePrior.redraw`)."""
 
 
 @dataclass
@@ -304,10 +308,12 @@ class VARNet(nn.Module):
         sample_latent: Optional[bool] = None,
         latent: Optional[Tensor] = None,
         privileged: Optional[Privileged] = None,
+        code_redraw: Optional[CodeRedraw] = None,
     ) -> dict:
         """Reconstruct Gaussians. In training the latent is sampled (reparameterised), skips are dropped at random
         and so is the privileged view; in eval the posterior mean is used unless `sample_latent`. A given `latent`
-        (e.g. from the diffusion model) replaces the encoder's."""
+        (e.g. from the diffusion model) replaces the encoder's. `code_redraw` (training only) changes the sampled
+        latent's global code (ReconstructorModelConfig.code_prior_run)."""
         keep = None
         if privileged is not None and self.training and self.config.privileged_drop > 0:
             keep = torch.rand(images.shape[0], device=images.device) >= self.config.privileged_drop
@@ -320,6 +326,8 @@ class VARNet(nn.Module):
             if sample_latent and self.training and self.config.global_code_noise > 0:
                 noise = torch.randn(*mean.shape[:2], 1, 1, device=mean.device, dtype=mean.dtype)
                 latent = latent + self.config.global_code_noise * noise
+            if code_redraw is not None and self.training:
+                latent = code_redraw(input_mean.detach(), latent.detach(), keep)
         w = torch.as_tensor(skip_weight, dtype=images.dtype, device=images.device).expand(images.shape[0])
         if self.training and self.config.skip_dropout > 0:
             keep = (torch.rand(images.shape[0], device=images.device) >= self.config.skip_dropout).to(images.dtype)
