@@ -30,13 +30,14 @@
 #
 # Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB: move the slim copies this
 # plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo,
-# checkpoints/shape, checkpoints/gpu, checkpoints/bottleneck and checkpoints/codeprior (only checkpoints/scratch2k travels, VAR 7,500 /
+# checkpoints/shape, checkpoints/gpu, checkpoints/bottleneck, checkpoints/codeprior and checkpoints/codebook (only checkpoints/scratch2k travels, VAR 7,500 /
 # denoiser 14,200 steps, what it resumes from: ~17 MB of slim copies + ~30 MB of wheels, 2026-12-05); the
 # shipped-pair plan: checkpoints/demo,
-# checkpoints/scratch2k, checkpoints/bottleneck, checkpoints/codeprior, checkpoints/gpu/splatdiff-var-gpu128 and
+# checkpoints/scratch2k, checkpoints/bottleneck, checkpoints/codeprior, checkpoints/codebook, checkpoints/gpu/splatdiff-var-gpu128 and
 # checkpoints/shape/splatdiff-regression-small; the gpu128 plan: checkpoints/demo, checkpoints/shape,
 # checkpoints/scratch2k, checkpoints/bottleneck (17 MB, the 2026-12-06 bottleneck pair, which no plan reads yet) and
-# checkpoints/codeprior (9 MB: the scratch2k denoiser + its code prior, 15,700 steps, second session of 2026-12-06).
+# checkpoints/codeprior (9 MB: the scratch2k denoiser + its code prior, 15,700 steps, second session of 2026-12-06)
+# and checkpoints/codebook (8 MB: the 6-entry codebook VAR, 25,750 steps, third session of 2026-12-06).
 # Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
 #                                                                        build/gsplat_cuda; build/gpu_resume if used)
 # What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/$SAVE_SET/<method>/shipped/ and

@@ -34,6 +34,12 @@
   (error over the distance to the input's next code; "at" within NEAR_CODE). Also how the offsets' departures split
   into a part all three shapes of an input share and each shape's own, and the denoiser's own estimate of the global
   code along its sampling path: the x0 its noise prediction implies at every step, against the input's codes.
+- `bodies`: do the "none" samples follow what view 0 cannot show of the body? The horn and block reach back a multiple
+  of the body's extent along camera 0's line of sight (data/procedural/shapes.py), which view 0 shows for a sphere
+  or an upright cylinder (their radius) but not for a yawed box or ellipsoid. If that hidden extent made the judge
+  want a length the input cannot tell, the visible-extent bodies would have fewer "none" samples. No model runs:
+  the per-input sample modes of a proving-ground JSON (`--results`) against each input's body, regenerated from its
+  seed (`--split` must be the JSON's).
 `--split train` runs a check on the first 20 training scenes (proving_ground.TRAIN_SPLIT): fit, not generalisation.
 
     python benchmarks/shape_diagnostics.py capacity [--inputs 3 --steps 50 --gaussians-per-pixel 2 --max-scale-px 1]
@@ -41,6 +47,7 @@
     python benchmarks/shape_diagnostics.py horns --split train
     python benchmarks/shape_diagnostics.py nones --run checkpoints/shape/splatdiff-diffusion-small/shipped
     python benchmarks/shape_diagnostics.py codes --run checkpoints/shape/splatdiff-diffusion-small/shipped
+    python benchmarks/shape_diagnostics.py bodies --results benchmarks/results/proving_ground_shape_val.json
 Writes benchmarks/results/shape_<check>_<split>.json and prints it.
 """
 
@@ -570,6 +577,61 @@ def codes(args) -> dict:
     }
 
 
+VISIBLE_EXTENT_BODIES = ("Sphere", "Cylinder")
+"""Bodies whose extent along camera 0's line of sight view 0 shows (a radius); a yawed box or ellipsoid hides it."""
+
+
+def bodies(args) -> dict:
+    """`bodies` (module docstring): "none" shares and true-shape hits by body kind, and against the hidden extent."""
+    from nerfstudio_splatdiff.data.procedural.scenes import camera_center, sample_scene
+
+    if args.results is None:
+        raise SystemExit("bodies needs --results <a proving_ground_shape_<split>.json>")
+    loaded = json.loads(Path(args.results).read_text())
+    if loaded.get("split") != args.split:
+        raise SystemExit(f"{args.results} is the {loaded.get('split')!r} split; pass --split {loaded.get('split')}")
+    seed = DIAGNOSTIC_SPLITS[args.split][0]
+    rows = []
+    for item in loaded["modes"]["per_input"]:
+        scene = sample_scene(
+            seed, int(item["scene"].split("_")[-1]), 24, 64, 3, mode=0, kind="object", mode_kind="shape"
+        )
+        body = scene.scene.primitives[0]
+        u = body.center - camera_center(scene.w2c[0])
+        u = u / np.linalg.norm(u)
+        side = np.cross(u, [0.0, 0.0, 1.0])
+        side = side / np.linalg.norm(side)
+        visible = max(body.extent(side), body.extent(np.cross(side, u)))
+        modes = item["sample_modes"]
+        rows.append(
+            {
+                "scene": item["scene"],
+                "body": type(body).__name__,
+                "hidden_over_visible_extent": round(float(body.extent(u) / visible), 3),
+                "none": float(np.mean([m == -1 for m in modes])),
+                "true_shape_sampled": item["true_mode"] in modes,
+            }
+        )
+    group = lambda rs: {  # noqa: E731
+        "inputs": len(rs),
+        "none": round(float(np.mean([r["none"] for r in rs])), 4) if rs else None,
+        "inputs_true_shape_sampled": round(float(np.mean([r["true_shape_sampled"] for r in rs])), 4) if rs else None,
+    }
+    kinds = sorted({r["body"] for r in rows})
+    log_ratio = np.abs(np.log([r["hidden_over_visible_extent"] for r in rows]))
+    return {
+        "results": str(args.results),
+        "run": loaded.get("runs", {}).get("diffusion"),
+        "by_body": {k: group([r for r in rows if r["body"] == k]) for k in kinds},
+        "visible_extent_bodies": group([r for r in rows if r["body"] in VISIBLE_EXTENT_BODIES]),
+        "hidden_extent_bodies": group([r for r in rows if r["body"] not in VISIBLE_EXTENT_BODIES]),
+        "correlation_none_with_abs_log_extent_ratio": round(
+            float(np.corrcoef([r["none"] for r in rows], log_ratio)[0, 1]), 3
+        ),
+        "inputs_per_row": rows,
+    }
+
+
 def compact_lists(text: str) -> str:
     """Indented JSON with every list of plain values (numbers, strings without commas) on one line."""
     one_line = lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"  # noqa: E731
@@ -578,7 +640,7 @@ def compact_lists(text: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("check", choices=("capacity", "probe", "horns", "nones", "codes"))
+    ap.add_argument("check", choices=("capacity", "probe", "horns", "nones", "codes", "bodies"))
     ap.add_argument("--split", choices=tuple(DIAGNOSTIC_SPLITS), default="val", help="train: fit, not generalisation")
     ap.add_argument("--run", type=Path, default=ROOT / "checkpoints/shape/splatdiff-var-small/shipped")
     ap.add_argument("--inputs", type=int, default=None, help="the first inputs only (capacity: 3; others: all)")
@@ -590,12 +652,13 @@ def main() -> None:
     ap.add_argument("--guidance-weight", type=float, default=None, help="nones: default, the run's own")
     ap.add_argument("--figure", type=Path, default=None, help="nones: default docs/images/shape_nones_<split>.png")
     ap.add_argument("--train-scenes", type=int, default=500, help="codes: training scenes the predictors are fitted on")
+    ap.add_argument("--results", type=Path, default=None, help="bodies: a proving-ground JSON of the same split")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     result = {"device": device_label(), "date": date.today().isoformat(), "check": args.check, "split": args.split}
-    checks = {"capacity": capacity, "probe": probe, "horns": horns, "nones": nones, "codes": codes}
+    checks = {"capacity": capacity, "probe": probe, "horns": horns, "nones": nones, "codes": codes, "bodies": bodies}
     result.update(checks[args.check](args))
     out = args.out or ROOT / "benchmarks" / "results" / f"shape_{args.check}_{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

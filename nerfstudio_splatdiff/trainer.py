@@ -129,11 +129,26 @@ class SplatdiffTrainer(Trainer):
                 f"{loaded_state['step']} with fresh optimiser state."
             )
             return
-        self.optimizers.load_optimizers(loaded_state["optimizers"])
+        self._load_optimizer_states(loaded_state["optimizers"], load_path)
         if "schedulers" in loaded_state and self.config.load_scheduler:
             self.optimizers.load_schedulers(loaded_state["schedulers"])
         self.grad_scaler.load_state_dict(loaded_state["scalers"])
         CONSOLE.print(f"Done loading Nerfstudio checkpoint from {load_path}")
+
+    def _load_optimizer_states(self, states: dict, load_path: Path) -> None:
+        """Each parameter group's optimiser state from the checkpoint; a group whose parameters no longer match the
+        checkpoint's (e.g. `--pipeline.model.network.frozen-encoder True` leaves the encoder out of it) starts with
+        fresh optimiser state, said in one line, instead of stopping the run."""
+        for group, state in states.items():
+            if group not in self.optimizers.optimizers:
+                continue
+            try:
+                self.optimizers.optimizers[group].load_state_dict(state)
+            except ValueError:
+                CONSOLE.print(
+                    f"{load_path}: the optimiser state of '{group}' does not fit this run's parameters (a part frozen "
+                    "or added since?): that group starts with fresh optimiser state."
+                )
 
     @staticmethod
     def _load_file(path: Path) -> dict:

@@ -12,6 +12,7 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.models.code_prior import GlobalCodePrior, GlobalCodePriorConfig
+from nerfstudio_splatdiff.models.diffusion import scale_latent
 
 
 def prior(components: int = 3, seed: int = 0, **kwargs) -> GlobalCodePrior:
@@ -119,8 +120,11 @@ def test_a_redrawn_code_comes_from_the_component_that_explains_the_true_one():
     code[:32, 0], code[32:, 0] = 4.9, -5.2
     redrawn = p.redraw(cond, anchor, code, torch.Generator().manual_seed(0))
     assert float((redrawn[:32, 0] - 5.0).abs().max()) < 0.6 and float((redrawn[32:, 0] + 5.0).abs().max()) < 0.6
+    means = torch.sign(code[:, 0]) * 5.0
+    assert torch.allclose(p.redraw(cond, anchor, code, temperature=0.0)[:, 0], means)  # an override of the config's
+    assert not torch.allclose(p.redraw(cond, anchor, code)[:, 0], means)
     p.config.temperature = 0.0
-    assert torch.allclose(p.redraw(cond, anchor, code)[:, 0], torch.sign(code[:, 0]) * 5.0)
+    assert torch.allclose(p.redraw(cond, anchor, code)[:, 0], means)
 
 
 def test_the_frozen_prior_moves_only_the_chosen_scenes_global_codes():
@@ -135,6 +139,13 @@ def test_the_frozen_prior_moves_only_the_chosen_scenes_global_codes():
     centred = lambda z: z - z.mean(dim=(2, 3), keepdim=True)  # noqa: E731
     assert torch.allclose(centred(moved), centred(latent), atol=1e-6)  # the rest of every latent is kept
     assert bool((moved.mean(dim=(2, 3)) - latent.mean(dim=(2, 3))).norm(dim=1).gt(1e-3).all())
+    # at temperature 0 every redrawn code is one of its input's component means (in the VAR's units)
+    at_means = frozen.redraw(input_mean, latent, 1.0, torch.Generator().manual_seed(0), temperature=0.0)
+    gs = frozen.scale_global * frozen.code_scale
+    cond = scale_latent(input_mean, frozen.scale, frozen.scale_global)
+    _, means, _ = frozen.prior.mixture(cond, scale_latent(input_mean, frozen.scale, gs).mean(dim=(2, 3)))
+    gap = (at_means.mean(dim=(2, 3))[:, None] - means / gs).norm(dim=-1).amin(dim=1)
+    assert float(gap.max()) < 1e-5
 
 
 def test_a_code_prior_run_for_a_var_that_cannot_read_it_is_one_clear_line(tmp_path):
@@ -145,6 +156,8 @@ def test_a_code_prior_run_for_a_var_that_cannot_read_it_is_one_clear_line(tmp_pa
         type(model)(network=model.network, code_prior_run=tmp_path / "config.yml")  # its encoder is not frozen
     with pytest.raises(SplatdiffError, match="code-prior-share"):
         type(model)(network=model.network, code_prior_share=1.5)
+    with pytest.raises(SplatdiffError, match="code-prior-temperature"):
+        type(model)(network=model.network, code_prior_temperature=-1.0)
 
 
 def test_a_missing_or_prior_less_code_prior_run_is_one_clear_line(tmp_path):

@@ -125,12 +125,14 @@ class GlobalCodePrior(nn.Module):
         anchor: Float[Tensor, "B D"],
         code: Float[Tensor, "B D"],
         generator: Optional[torch.Generator] = None,
+        temperature: Optional[float] = None,
     ) -> Float[Tensor, "B D"]:
-        """For each input, a code drawn the way sampling draws one (std times the temperature) from the component
-        that explains its `code`, chosen by its responsibility for it: what the sampler would give for that hidden
-        side, for training a decoder to draw it (ReconstructorModelConfig.code_prior_run)."""
+        """For each input, a code drawn the way sampling draws one (std times `temperature`, the config's when None)
+        from the component that explains its `code`, chosen by its responsibility for it: what the sampler would give
+        for that hidden side, for training a decoder to draw it (ReconstructorModelConfig.code_prior_run)."""
         log_joint, means, log_std = self._joint_log_probs(cond, anchor, code)
         k = torch.multinomial(torch.softmax(log_joint, dim=-1), 1, generator=generator)[:, 0]
         rows = torch.arange(k.shape[0], device=k.device)
         noise = torch.randn(means.shape[0], self.code_channels, generator=generator, device=means.device)
-        return means[rows, k] + self.config.temperature * log_std[rows, k].exp() * noise
+        tau = self.config.temperature if temperature is None else temperature
+        return means[rows, k] + tau * log_std[rows, k].exp() * noise

@@ -47,16 +47,18 @@ class FrozenCodePrior:
         share: float,
         generator: Optional[torch.Generator] = None,
         eligible: Optional[Tensor] = None,
+        temperature: Optional[float] = None,
     ) -> Float[Tensor, "B C h w"]:
         """`latent` (a VAR latent given the privileged view) with, for a random `share` of its scenes (of those
         `eligible` [B] marks: the ones that kept their privileged view), the global code replaced by one the prior
-        draws from the component that explains it (`GlobalCodePrior.redraw`); the rest of every latent is kept.
+        draws from the component that explains it (`GlobalCodePrior.redraw`, at `temperature`, None = the prior's
+        own); the rest of every latent is kept.
         `input_mean`: the input-only posterior mean (the prior's condition)."""
         gs = self.scale_global * self.code_scale  # VAR units -> the prior's, for the global code
         cond = scale_latent(input_mean.float(), self.scale, self.scale_global)
         anchor = scale_latent(input_mean.float(), self.scale, gs).mean(dim=(2, 3))
         code = latent.float().mean(dim=(2, 3))
-        new = self.prior.redraw(cond, anchor, code * gs, generator) / gs
+        new = self.prior.redraw(cond, anchor, code * gs, generator, temperature) / gs
         pick = torch.rand(latent.shape[0], generator=generator, device=latent.device) < share
         if eligible is not None:
             pick = pick & eligible

@@ -440,7 +440,8 @@ class DiffusionModel(SceneModel):
         """The first half of `sample`: N latents in the VAR's own space (not the denoiser's scaled one), and the
         input's skip features to decode them with (`decode_latents`; `skip_weight` is only checked here, with the other
         knobs, before any work). Diagnostics compare these latents with the VAR's own. With the code prior
-        (`code_prior`, `sample_code_from_prior`), each latent's spatial mean is a code drawn from the prior."""
+        (`code_prior`, `sample_code_from_prior`), each latent's spatial mean is a code drawn from the prior. Over a VAR
+        that snaps its codes to a codebook, each latent's code is snapped the same way (`VARNet.snap_latent`)."""
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
@@ -471,7 +472,10 @@ class DiffusionModel(SceneModel):
             cond, anchor, tau = self.to_condition(mean), self.input_code(mean), c.code_prior_temperature
             code = self.code_prior.sample(cond, anchor, num_samples, seed=seed + 1, temperature=tau)
             x = x - x.mean(dim=(2, 3), keepdim=True) + code[:, :, None, None]
-        return self.from_diffusion(x), skip
+        z = self.from_diffusion(x)
+        if self.var.snaps_codes:  # the codes its decoder was trained on (VARNetConfig.global_code_entries)
+            z = self.var.snap_latent(z, mean)
+        return z, skip
 
     @torch.no_grad()
     def decode_latents(

@@ -71,6 +71,10 @@ class ReconstructorModelConfig(SceneModelConfig):
     the prior learned must not move). Loaded when training starts; inference never reads it."""
     code_prior_share: float = 0.5
     """With `code_prior_run`: the share of training scenes whose global code is redrawn (the rest keep their own)."""
+    code_prior_temperature: Optional[float] = None
+    """With `code_prior_run`: the redraw's temperature (std times it); None = the prior's own. 0 redraws each code as
+    the mean of the component that explains it: the few codes per input that sampling the prior at temperature 0
+    gives, so the decoder learns each of them as one hidden side instead of a cloud of codes around it."""
     lpips_weight: float = 0.01
     """LPIPS weight from `lpips_start_step` on (the paper's second phase); 0 trains without LPIPS."""
     lpips_start_step: int = 100_000
@@ -132,6 +136,12 @@ class ReconstructorModelConfig(SceneModelConfig):
             "--pipeline.model.code-prior-share",
             self.code_prior_share,
             "a share in [0, 1]",
+        )
+        check_option(
+            self.code_prior_temperature is None or is_number_in(self.code_prior_temperature, 0, 10),
+            "--pipeline.model.code-prior-temperature",
+            self.code_prior_temperature,
+            "a temperature in [0, 10] (or None: the prior's own)",
         )
         check_option(
             is_number_in(self.lpips_start_step, 0),
@@ -222,8 +232,8 @@ class ReconstructorModel(SceneModel):
         (`code_prior_run`), loaded at the first training step so that inference never needs that run."""
         if self._code_prior is None:
             self._code_prior = load_frozen_code_prior(self.config.code_prior_run).to(device)
-        prior, share = self._code_prior, self.config.code_prior_share
-        return lambda input_mean, latent, kept: prior.redraw(input_mean, latent, share, eligible=kept)
+        prior, share, tau = self._code_prior, self.config.code_prior_share, self.config.code_prior_temperature
+        return lambda input_mean, latent, kept: prior.redraw(input_mean, latent, share, eligible=kept, temperature=tau)
 
     @torch.no_grad()
     def generate(

@@ -23,6 +23,7 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
 from nerfstudio_splatdiff.errors import SplatdiffError, check_network_shape, check_option, is_number_in
+from nerfstudio_splatdiff.models.code_book import GlobalCodebook
 from nerfstudio_splatdiff.models.diffusers_blocks import Decoder, Encoder
 from nerfstudio_splatdiff.models.privileged import PrivilegedBranch
 from nerfstudio_splatdiff.models.splatter_head import SplatterHead, SplatterHeadConfig
@@ -70,6 +71,12 @@ class VARNetConfig(InstantiateConfig):
     a denoiser's samples miss their shape's code by ~2 (shape_diagnostics.py nones). Meant to teach the decoder to
     read a nearby code as that shape; 1.0 for 1,500 steps at lr 3e-5 did not (README). It is also the std that the
     model's `privileged_kl_weight` counts the privileged view's nats against. 0 = none (the paper's)."""
+    global_code_entries: int = 0
+    """With `privileged_view` and `global_code`: the shift the privileged view adds to the global code is snapped to
+    the nearest of this many centroids, learnt by online k-means in training (models/code_book.py), and so is a
+    sampled latent's code (`snap_latent`): the decoder only ever sees a few codes per input, each one hidden side, so
+    a sample between two shapes' codes is drawn as the nearer shape, not as neither. 0 = a continuous code (the
+    paper's)."""
     frozen_encoder: bool = False
     """The encoder and the privileged branch do not train (no gradients, left out of the optimiser); only the decoder
     side does (post-quant conv, decoder, skip projection, global code FiLM). A decoder fine-tune over a VAR that a
@@ -90,6 +97,13 @@ class VARNetConfig(InstantiateConfig):
             f"{flag}.global-code-noise",
             self.global_code_noise,
             f"a std in [0, 100], with {flag}.global-code True (or 0)",
+        )
+        check_option(
+            self.global_code_entries == 0
+            or (is_number_in(self.global_code_entries, 2) and self.privileged_view and self.global_code),
+            f"{flag}.global-code-entries",
+            self.global_code_entries,
+            f"0, or 2 or more with {flag}.privileged-view True and {flag}.global-code True",
         )
         for name in ("skip_dropout", "privileged_drop"):
             value = getattr(self, name)
@@ -183,6 +197,9 @@ class VARNet(nn.Module):
         if c.global_code:  # registered last: checkpoints from before it keep their parameter order
             widths = (c.block_out_channels[-1], c.block_out_channels[0])
             self.global_film = GlobalFiLM(c.latent_channels, c.global_code_width, widths)
+        self.codebook: Optional[GlobalCodebook] = None
+        if c.global_code_entries > 0:  # registered after the FiLM: older checkpoints keep their order
+            self.codebook = GlobalCodebook(c.global_code_entries, c.latent_channels)
         if c.pretrained_autoencoder is not None:
             self.load_autoencoder(c.pretrained_autoencoder)
         self.head.init_output_layer(self.decoder.conv_out)
@@ -252,10 +269,38 @@ class VARNet(nn.Module):
             if self.privileged is None:
                 raise SplatdiffError("This VAR was built without `privileged_view`; encode the input image alone.")
             delta = self.privileged(*privileged, latent_hw=tuple(mean.shape[-2:]))
+            if self.codebook is not None:
+                delta = self._snapped_shift(delta, keep)
             if keep is not None:
                 delta = delta * keep.to(delta.dtype)[:, None, None, None]
             correction = delta.to(mean.dtype)
         return mean, correction, logvar.clamp(-30.0, 20.0), skip
+
+    def _snapped_shift(self, delta: Float[Tensor, "B C h w"], keep: Optional[Tensor]) -> Float[Tensor, "B C h w"]:
+        """The privileged correction with its spatial mean (the global code's shift) snapped to the codebook, after a
+        training step of its online k-means on the shifts of the scenes that kept their view (straight-through: a
+        gradient reaches the shift as if unsnapped)."""
+        shift = delta.mean(dim=(2, 3))
+        if self.training:
+            self.codebook.update(shift if keep is None else shift[keep])
+        snapped = self.codebook.snap(shift)
+        return delta + (snapped - shift).detach()[:, :, None, None]
+
+    @property
+    def snaps_codes(self) -> bool:
+        """Whether this VAR snaps the global code's shift to a codebook (`VARNetConfig.global_code_entries`): a
+        latent sampled for it must be snapped too (`snap_latent`)."""
+        return self.codebook is not None
+
+    def snap_latent(
+        self, latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"]
+    ) -> Float[Tensor, "N C h w"]:
+        """Sampled latents with their global code's shift from the input-only latent `input_mean` (the posterior
+        mean of the input alone) snapped to the nearest centroid: the codes this VAR's decoder was trained on."""
+        if self.codebook is None:
+            raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
+        shift = latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
+        return latent + (self.codebook.snap(shift) - shift)[:, :, None, None]
 
     def decode_raw(
         self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0
