@@ -11,7 +11,9 @@ sample's code is one the decoder was trained on.
 
 The centroids are learnt by online k-means on the training batches' shifts (first batch: k-means++ seeding; then
 each centroid moves towards the mean of the shifts assigned to it by 1 / the count it has seen). They are buffers,
-not weights: no gradient moves them, checkpoints carry them, and a network in eval mode only reads them.
+not weights: no gradient moves them, checkpoints carry them, and a network in eval mode only reads them. Under
+DDP every forward starts from rank 0's buffers (DistributedDataParallel broadcasts them), so the ranks agree and the
+centroids learn from rank 0's batches only.
 """
 
 from __future__ import annotations
