@@ -8,7 +8,6 @@ checkpoint that has none: the same weights and step, marked so that the prior st
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,14 +17,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from common import write_warm_start
+    from common import warm_start_parser, write_warm_start
 
     from nerfstudio_splatdiff.models.code_prior_source import PRIOR_PREFIX
     from nerfstudio_splatdiff.runs import with_fresh_part
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a diffusion run's step-*.ckpt")
-    parser.add_argument("--output", type=Path, required=True, help="a new folder for the warm start")
+    parser = warm_start_parser(__doc__, "a diffusion run's step-*.ckpt", "a new folder for the warm start")
     args = parser.parse_args()
     out, state = write_warm_start(args.checkpoint, args.output, lambda s: with_fresh_part(s, PRIOR_PREFIX))
     print(f"{out}: step {state.get('step')}, the code prior starts fresh")

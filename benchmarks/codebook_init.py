@@ -9,7 +9,6 @@ a VAR checkpoint that has none: the same weights and step, marked so that the co
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,11 +31,9 @@ def with_fresh_codebook(state: dict) -> dict:
 
 
 def main() -> None:
-    from common import write_warm_start
+    from common import warm_start_parser, write_warm_start
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a VAR run's step-*.ckpt (full or slim)")
-    parser.add_argument("--output", type=Path, required=True, help="a new folder for the warm start")
+    parser = warm_start_parser(__doc__, "a VAR run's step-*.ckpt (full or slim)", "a new folder for the warm start")
     args = parser.parse_args()
     out, state = write_warm_start(args.checkpoint, args.output, with_fresh_codebook)
     print(f"{out}: step {state.get('step')}, the codebook starts unseeded")

@@ -33,6 +33,17 @@ def latest_step(config: Path) -> int:
     return int(ckpts[-1].stem.split("-")[1]) if ckpts else -1
 
 
+def warm_start_parser(doc: str, checkpoint_help: str, output_help: str = "a new folder for the warm start"):
+    """The command line every warm-start script shares (its docstring's first paragraph as the description,
+    --checkpoint and --output); a script adds its own options to it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help=checkpoint_help)
+    parser.add_argument("--output", type=Path, required=True, help=output_help)
+    return parser
+
+
 def write_warm_start(checkpoint: Path, output: Path, change_pipeline) -> tuple[Path, dict]:
     """Writes `checkpoint` with its pipeline state passed through `change_pipeline` (state -> new state) as
     <output>/nerfstudio_models/<same name>, a file `ns-train --load-checkpoint` warm-starts from (weights and step).

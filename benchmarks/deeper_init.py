@@ -13,7 +13,6 @@ per decoder level), the new ones starting as the identity (`runs.with_more_layer
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,14 +22,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from common import write_warm_start
+    from common import warm_start_parser, write_warm_start
 
     from nerfstudio_splatdiff.runs import with_more_layers_per_block
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a VAR run's step-*.ckpt")
+    parser = warm_start_parser(__doc__, "a VAR run's step-*.ckpt", "a new folder for the deepened checkpoint")
     parser.add_argument("--layers-per-block", type=int, required=True, help="the new number (more than the run's)")
-    parser.add_argument("--output", type=Path, required=True, help="a new folder for the deepened checkpoint")
     args = parser.parse_args()
     old = {}
 

@@ -12,7 +12,6 @@ Gaussians keep their weights, the new ones start faint: `runs.with_more_gaussian
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,12 +21,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from common import write_warm_start
+    from common import warm_start_parser, write_warm_start
 
     from nerfstudio_splatdiff.runs import with_more_gaussians_per_pixel
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a VAR run's step-*.ckpt")
+    parser = warm_start_parser(__doc__, "a VAR run's step-*.ckpt", "a new folder for the widened checkpoint")
     parser.add_argument("--gaussians-per-pixel", type=int, required=True, help="the new M (more than the run's)")
     parser.add_argument(
         "--opacity-bias",
@@ -36,7 +34,6 @@ def main() -> None:
         help="opacity logit of the new Gaussians (-2: 12%% opaque, Splatter Image's own start; at -5 they never "
         "learned to be seen in 1,500 steps)",
     )
-    parser.add_argument("--output", type=Path, required=True, help="a new folder for the widened checkpoint")
     args = parser.parse_args()
     old = {}
 

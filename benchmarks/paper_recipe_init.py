@@ -12,7 +12,6 @@ weights, as a checkpoint file the input-only run can `--load-checkpoint` (step a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,13 +21,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from common import write_warm_start
+    from common import warm_start_parser, write_warm_start
 
     from nerfstudio_splatdiff.runs import without_privileged_branch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a privileged-view VAR's step-*.ckpt")
-    parser.add_argument("--output", type=Path, required=True, help="a new folder for the input-only init")
+    parser = warm_start_parser(__doc__, "a privileged-view VAR's step-*.ckpt", "a new folder for the input-only init")
     args = parser.parse_args()
     out, state = write_warm_start(args.checkpoint, args.output, without_privileged_branch)
     removed = len(state["pipeline"]) - len(without_privileged_branch(state["pipeline"]))
