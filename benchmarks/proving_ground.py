@@ -290,6 +290,9 @@ def main() -> None:
     )
     ap.add_argument("--num-steps", type=int, default=None, help="sampling steps; default: the run's (50)")
     ap.add_argument(
+        "--noise-temperature", type=float, default=None, help="factor on the sampler's noise; default: the run's (1)"
+    )
+    ap.add_argument(
         "--without-code-prior",
         action="store_true",
         help="a diffusion run with a code prior samples its global codes from the denoiser instead (the ablation)",
@@ -350,6 +353,8 @@ def main() -> None:
             d.config.eta = args.eta
         if d is not None and args.num_steps is not None:
             d.config.num_steps = args.num_steps
+        if d is not None and args.noise_temperature is not None:
+            d.config.noise_temperature = args.noise_temperature
     if args.without_code_prior:
         diff.config.sample_code_from_prior = False
     if args.code_prior_temperature is not None:
@@ -363,6 +368,8 @@ def main() -> None:
         f"{diff.config.scheduler}, {diff.config.num_steps} steps, {N} samples, guidance "
         f"{diff.config.guidance_weight}, skip {diff.config.skip_weight}, eta {diff.config.eta}"
     )
+    if diff.config.noise_temperature != 1.0:
+        sampler += f", noise temperature {diff.config.noise_temperature}"
     if diff.draws_codes_from_prior:
         sampler += f", global codes from the code prior (temperature {diff.config.code_prior_temperature})"
     if previous is not None and previous["sampler"] != sampler:

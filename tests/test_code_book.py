@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nerfstudio_splatdiff.errors import SplatdiffError
-from nerfstudio_splatdiff.models.code_book import GlobalCodebook, kmeans_pp_seeds
+from nerfstudio_splatdiff.models.code_book import GlobalCodebook, fit_kmeans, kmeans_pp_seeds
 from nerfstudio_splatdiff.models.var_net import VARNetConfig
 
 SMALL = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1, norm_num_groups=16)
@@ -45,6 +45,20 @@ def test_kmeans_pp_seeds_are_points_spread_over_the_clusters():
     assert all(bool((points == s).all(dim=1).any()) for s in seeds)  # seeds are data points
     seeds_which = torch.cdist(seeds, CENTRES).argmin(dim=1)
     assert sorted(seeds_which.tolist()) == [0, 1, 2]  # one per cluster: far apart beats near
+
+
+def test_batch_kmeans_puts_one_centroid_on_each_cluster_with_the_noise_as_its_inertia():
+    gen = torch.Generator().manual_seed(2)
+    points, which = clustered(300, gen)
+    centroids, assign, inertia = fit_kmeans(points, 3, restarts=3, generator=gen)
+    assert float(torch.cdist(CENTRES, centroids).amin(dim=1).max()) < 0.1
+    assert torch.equal(assign, torch.cdist(points, centroids).argmin(dim=1))
+    assert sorted(torch.bincount(which).tolist()) == sorted(torch.bincount(assign).tolist())  # same partition sizes
+    assert inertia == pytest.approx(4 * 0.2**2, rel=0.25)  # 4 dims of std 0.2 around the true centres
+    more, _, finer = fit_kmeans(points, 6, generator=gen)  # more entries than clusters: split them, lower inertia
+    assert more.shape == (6, 4) and finer < inertia
+    with pytest.raises(ValueError, match="at least 6 points"):
+        fit_kmeans(points[:5], 6)
 
 
 def _privileged(images: torch.Tensor) -> tuple:
@@ -88,6 +102,33 @@ def test_a_var_with_a_codebook_decodes_only_centroid_shifts_and_eval_never_moves
     assert torch.allclose(withheld, input_only, atol=1e-6)
 
 
+def test_a_snap_share_snaps_some_training_scenes_and_leaves_privileged_encodings_alone_in_eval():
+    torch.manual_seed(0)
+    config = VARNetConfig(
+        **SMALL, privileged_view=True, global_code=True, global_code_entries=2, global_code_snap_share=0.5,
+        privileged_drop=0.0, skip_dropout=0.0,
+    )  # fmt: skip
+    net = config.setup().train()
+    images, c2w, K, near, far = _inputs(B=32)
+    view = _privileged(images)
+    net(images, c2w, K, near, far, privileged=view, sample_latent=False)  # seeds the codebook
+    input_only = net.encode(images)[0]
+    out = net(images, c2w, K, near, far, privileged=view, sample_latent=False)
+    shift = (out["latent_mean"] - input_only).mean(dim=(2, 3)).detach()
+    on_centroid = torch.cdist(shift, net.codebook.centroids).amin(dim=1) < 1e-5
+    assert 4 <= int(on_centroid.sum()) <= 28  # about half of 32 (binomial: outside 4..28 once in ~10^5)
+    net.eval()
+    with torch.no_grad():
+        own = (net.encode(images, view)[0] - input_only).mean(dim=(2, 3))
+        raw = net.privileged(*view, latent_hw=tuple(input_only.shape[-2:])).mean(dim=(2, 3))
+    assert torch.allclose(own, raw, atol=1e-5)  # eval: the privileged shift as the branch gives it
+    assert float(torch.cdist(own, net.codebook.centroids).amin(dim=1).min()) > 1e-4
+    base = input_only[:1].detach()
+    sampled = base + own[:4, :, None, None]  # four latents of one input, as a denoiser would draw them
+    snapped = (net.snap_latent(sampled, base) - base).mean(dim=(2, 3))  # a sampled latent is still snapped
+    assert float(torch.cdist(snapped, net.codebook.centroids).amin(dim=1).max()) < 1e-4
+
+
 def test_a_sampled_latent_is_snapped_in_its_code_only():
     torch.manual_seed(0)
     net = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_entries=3).setup().eval()
@@ -111,10 +152,12 @@ def test_a_sampled_latent_is_snapped_in_its_code_only():
     [
         dict(global_code_entries=1, privileged_view=True, global_code=True),  # one entry snaps every code to one
         dict(global_code_entries=4, global_code=True),  # no privileged view: no shift to snap
+        dict(global_code_snap_share=0.5, privileged_view=True, global_code=True),  # a share of no codebook
+        dict(global_code_snap_share=0.0, global_code_entries=4, privileged_view=True, global_code=True),
     ],
 )
 def test_a_codebook_without_its_requirements_is_one_clear_line(options):
-    with pytest.raises(SplatdiffError, match="global-code-entries"):
+    with pytest.raises(SplatdiffError, match="global-code-entries|global-code-snap-share"):
         VARNetConfig(**SMALL, **options)
 
 
@@ -198,3 +241,34 @@ def test_a_denoisers_samples_over_a_var_with_a_codebook_have_its_codes(tiny_diff
     assert float(torch.cdist(shift, snapping.codebook.centroids).amin(dim=1).max()) < 1e-4
     centred = lambda x: x - x.mean(dim=(2, 3), keepdim=True)  # noqa: E731
     assert torch.allclose(centred(z), centred(plain), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_codebook_fitted_after_training_is_a_var_copy_that_loads_and_snaps_to_it(tiny_var_run, tmp_path):
+    """benchmarks/codebook_fit.write_codebook_run: the copy's config asks for K entries, its checkpoint holds the
+    centroids, the rest of the weights are the run's own, and a privileged encoding's shift comes out a centroid."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from codebook_fit import write_codebook_run
+
+    from nerfstudio_splatdiff.runs import load_inference_model
+
+    _, config = tiny_var_run
+    C = 4
+    centroids = torch.tensor([[1.0, 0, 0, 0], [0, -2.0, 0, 0], [0, 0, 0, 3.0]])[:, :C]
+    new_config = write_codebook_run(config.parent, centroids, torch.tensor([5.0, 6, 7]), tmp_path / "cb")
+    with pytest.raises(FileExistsError):  # a new folder only
+        write_codebook_run(config.parent, centroids, torch.ones(3), tmp_path / "cb")
+    old, _ = load_inference_model(config)
+    model, _ = load_inference_model(new_config)
+    net = model.eval_net()
+    assert net.snaps_codes and torch.allclose(net.codebook.centroids, centroids)
+    assert torch.equal(net.codebook.counts, torch.tensor([5.0, 6, 7]))
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith("codebook.")}
+    assert all(torch.equal(v, old.eval_net().state_dict()[k]) for k, v in own.items())
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    _, correction, _, _ = net.encode_parts(images, _privileged(images))
+    shift = correction.mean(dim=(2, 3))
+    assert float(torch.cdist(shift, centroids).amin(dim=1).max()) < 1e-4

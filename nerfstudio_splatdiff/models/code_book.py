@@ -81,3 +81,34 @@ def kmeans_pp_seeds(points: Float[Tensor, "N D"], k: int, generator: torch.Gener
             continue
         seeds.append(points[int(torch.multinomial(d2 / d2.sum(), 1, generator=generator))])
     return torch.stack(seeds)
+
+
+def fit_kmeans(
+    points: Float[Tensor, "N D"], k: int, restarts: int = 10, iters: int = 100, generator: torch.Generator | None = None
+) -> tuple[Float[Tensor, "k D"], Tensor, float]:
+    """Batch k-means (Lloyd's iterations from k-means++ seeds, the best of `restarts` by inertia): (centroids, each
+    point's cluster [N], inertia: the mean squared distance to its centroid). For a codebook fitted after training
+    (benchmarks/codebook_fit.py); an emptied cluster is reseeded on the point farthest from its centroid."""
+    points = points.detach().float()
+    if points.shape[0] < k:
+        raise ValueError(f"k-means needs at least {k} points, got {points.shape[0]}.")
+    best: tuple[Tensor, Tensor, float] | None = None
+    for _ in range(restarts):
+        centroids = kmeans_pp_seeds(points, k, generator)
+        for _ in range(iters):
+            d = torch.cdist(points, centroids)
+            assign = d.argmin(dim=1)
+            n = torch.bincount(assign, minlength=k)
+            if bool((n == 0).any()):
+                far = d.gather(1, assign[:, None])[:, 0].argmax()
+                centroids[int((n == 0).nonzero()[0])] = points[far]
+                continue
+            moved = torch.zeros_like(centroids).index_add_(0, assign, points) / n[:, None].float()
+            if torch.allclose(moved, centroids):
+                break
+            centroids = moved
+        assign = torch.cdist(points, centroids).argmin(dim=1)
+        inertia = float((points - centroids[assign]).square().sum(dim=1).mean())
+        if best is None or inertia < best[2]:
+            best = (centroids, assign, inertia)
+    return best

@@ -108,6 +108,9 @@ class DiffusionModelConfig(SceneModelConfig):
     sampling, which corrects an imperfect denoiser's drift instead of following it)."""
     guidance_weight: float = 0.0
     """(1 + w) eps(x, c) - w eps(x, 0); 0 = no guidance."""
+    noise_temperature: float = 1.0
+    """Factor on the sampler's starting noise and (eta > 0) each step's fresh noise: below 1 draws samples nearer
+    the learnt distribution's modes (a sampling knob, chosen on val like eta and guidance); 1 = the plain sampler."""
     skip_weight: float = 1.0
     eval_num_samples: int = 20
     """N for the best-of-N oracle metrics in ns-eval."""
@@ -446,7 +449,7 @@ class DiffusionModel(SceneModel):
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
         eta = c.eta if eta is None else eta
-        check_sampling_args(num_samples, w, k, c.num_steps, eta, c.scheduler)
+        check_sampling_args(num_samples, w, k, c.num_steps, eta, c.scheduler, c.noise_temperature)
         if batch["images"].shape[0] != 1:
             raise SplatdiffError("sample() takes a batch of one scene.")
         mean, _, skip = self.encode_source(batch)
@@ -466,6 +469,7 @@ class DiffusionModel(SceneModel):
             w,
             c.seed if seed is None else seed,
             eta,
+            c.noise_temperature,
         )[0]
         if self.code_prior is not None and self.draws_codes_from_prior:
             seed = c.seed if seed is None else seed

@@ -18,6 +18,7 @@ from nerfstudio_splatdiff.models.diffusers_blocks import DDIMScheduler, DDPMSche
 
 SchedulerKind = Literal["ddim", "dpmsolver++"]
 MAX_GUIDANCE = 10.0
+MAX_NOISE_TEMPERATURE = 2.0
 
 
 @dataclass
@@ -56,6 +57,7 @@ def check_sampling_args(
     num_steps: int,
     eta: float = 0.0,
     kind: SchedulerKind = "ddim",
+    noise_temperature: float = 1.0,
 ) -> None:
     """One clear error for knobs outside their range."""
     if not isinstance(num_samples, int) or num_samples < 1:
@@ -74,6 +76,11 @@ def check_sampling_args(
         raise SplatdiffError(
             f"eta > 0 needs the 'ddim' scheduler, not {kind!r}: pass --pipeline.model.scheduler ddim, or eta 0."
         )
+    if not 0.0 < noise_temperature <= MAX_NOISE_TEMPERATURE:
+        raise SplatdiffError(
+            f"noise_temperature must be in (0, {MAX_NOISE_TEMPERATURE}] (1 = the trained model's noise), "
+            f"got {noise_temperature}."
+        )
 
 
 @torch.no_grad()
@@ -87,14 +94,18 @@ def sample_latents(
     guidance_weight: float = 0.0,
     seed: Optional[int] = 0,
     eta: float = 0.0,
+    noise_temperature: float = 1.0,
 ) -> Float[Tensor, "B N C h w"]:
     """Draw `num_samples` latents per condition. Each step makes exactly one denoiser call on a batch of B*N
     (B*2N with guidance) latents. The same seed gives the same samples on the same device. `eta` (DDIM only): 0 is
-    the deterministic DDIM path, 1 draws fresh noise at every step as DDPM's ancestral sampler does."""
-    check_sampling_args(num_samples, guidance_weight, 1.0, num_steps, eta, kind)
+    the deterministic DDIM path, 1 draws fresh noise at every step as DDPM's ancestral sampler does.
+    `noise_temperature` scales the starting noise and every step's fresh noise (below 1: samples drawn nearer the
+    modes of the learnt distribution, at the risk of fewer of them; 1 = the plain sampler, the same samples as
+    before the knob existed)."""
+    check_sampling_args(num_samples, guidance_weight, 1.0, num_steps, eta, kind, noise_temperature)
     B, C, h, w = cond.shape
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    x = torch.randn(B * num_samples, C, h, w, generator=gen).to(cond.device, cond.dtype)
+    x = noise_temperature * torch.randn(B * num_samples, C, h, w, generator=gen).to(cond.device, cond.dtype)
     c = cond.repeat_interleave(num_samples, dim=0)
     if guidance_weight > 0:
         c = torch.cat([c, torch.zeros_like(c)])
@@ -107,5 +118,8 @@ def sample_latents(
             eps_c, eps_u = eps.chunk(2)
             eps = (1 + guidance_weight) * eps_c - guidance_weight * eps_u
         step_kw = {"eta": eta, "generator": gen} if eta > 0 else {}
+        if eta > 0 and noise_temperature != 1.0:  # the step's fresh noise, drawn here to scale it
+            fresh = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x.device, x.dtype)
+            step_kw = {"eta": eta, "variance_noise": noise_temperature * fresh}
         x = scheduler.step(eps, t, x, **step_kw).prev_sample
     return x.reshape(B, num_samples, C, h, w)

@@ -77,6 +77,12 @@ class VARNetConfig(InstantiateConfig):
     sampled latent's code (`snap_latent`): the decoder only ever sees a few codes per input, each one hidden side, so
     a sample between two shapes' codes is drawn as the nearer shape, not as neither. 0 = a continuous code (the
     paper's)."""
+    global_code_snap_share: float = 1.0
+    """With `global_code_entries`: the share of training scenes whose privileged shift is snapped (each scene drawn
+    at random every step; the others keep their own shift). Below 1 the decoder learns both the centroids and the
+    codes between them, and a privileged encoding outside training is left unsnapped (the forced shape it shows is
+    drawn as it is), while a sampled latent is still snapped (`snap_latent`). 1 = every shift snapped, in training
+    and eval (the codebook's first form)."""
     frozen_encoder: bool = False
     """The encoder and the privileged branch do not train (no gradients, left out of the optimiser); only the decoder
     side does (post-quant conv, decoder, skip projection, global code FiLM). A decoder fine-tune over a VAR that a
@@ -104,6 +110,14 @@ class VARNetConfig(InstantiateConfig):
             f"{flag}.global-code-entries",
             self.global_code_entries,
             f"0, or 2 or more with {flag}.privileged-view True and {flag}.global-code True",
+        )
+        check_option(
+            is_number_in(self.global_code_snap_share, 0, 1)
+            and self.global_code_snap_share > 0
+            and (self.global_code_entries > 0 or self.global_code_snap_share == 1),
+            f"{flag}.global-code-snap-share",
+            self.global_code_snap_share,
+            f"a share in (0, 1], with {flag}.global-code-entries above 0 (or 1)",
         )
         for name in ("skip_dropout", "privileged_drop"):
             value = getattr(self, name)
@@ -281,9 +295,15 @@ class VARNet(nn.Module):
         training step of its online k-means on the shifts of the scenes that kept their view (straight-through: a
         gradient reaches the shift as if unsnapped)."""
         shift = delta.mean(dim=(2, 3))
+        share = self.config.global_code_snap_share
         if self.training:
             self.codebook.update(shift if keep is None else shift[keep])
+        elif share < 1:  # a privileged encoding is drawn as it is; only sampled latents are snapped
+            return delta
         snapped = self.codebook.snap(shift)
+        if self.training and share < 1:  # these scenes keep their own shift this step
+            own = torch.rand(shift.shape[0], device=shift.device) >= share
+            snapped = torch.where(own[:, None], shift, snapped)
         return delta + (snapped - shift).detach()[:, :, None, None]
 
     @property
