@@ -30,9 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-CODEBOOK_KEYS = ("centroids", "counts")
-"""The codebook's buffers (models/code_book.GlobalCodebook)."""
-
 
 @torch.no_grad()
 def training_shifts(net, items) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +58,7 @@ def write_codebook_run(run: Path, centroids: torch.Tensor, counts: torch.Tensor,
     its newest checkpoint with the codebook buffers (the network's, and its EMA's when it has one). Returns the new
     config.yml."""
     import yaml
+    from codebook_init import CODEBOOK_PREFIXES
 
     from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint, load_run_config, resolve_run
     from nerfstudio_splatdiff.safety import atomic_torch_save, atomic_write_text
@@ -71,9 +69,9 @@ def write_codebook_run(run: Path, centroids: torch.Tensor, counts: torch.Tensor,
     ckpt, loaded = load_checkpoint(source)
     state = dict(loaded["pipeline"])
     dtype = next(v.dtype for k, v in state.items() if k.startswith("_model.net.") and v.is_floating_point())
-    for prefix in ("_model.net.codebook.", "_model.ema.module.codebook."):
-        if prefix.startswith("_model.ema.") and not any(k.startswith("_model.ema.") for k in state):
-            continue
+    net_prefix, ema_prefix = CODEBOOK_PREFIXES
+    has_ema = any(k.startswith("_model.ema.") for k in state)
+    for prefix in (net_prefix, ema_prefix) if has_ema else (net_prefix,):
         state[prefix + "centroids"] = centroids.to(dtype)
         state[prefix + "counts"] = counts.to(dtype)
     out = output / "nerfstudio_models" / ckpt.name
@@ -101,8 +99,12 @@ def main() -> None:
     install_one_line_errors()
     if args.output.exists():
         raise SplatdiffError(f"{args.output} already exists: pass a new folder (this writes one, never into one).")
-    if any(k < 2 for k in args.entries):
-        raise SplatdiffError("--entries: each codebook needs at least 2 entries.")
+    if args.train_scenes < 1:
+        raise SplatdiffError(f"--train-scenes {args.train_scenes}: pass 1 or more training scenes to fit on.")
+    if any(not 2 <= k <= 3 * args.train_scenes for k in args.entries):
+        raise SplatdiffError(
+            f"--entries {args.entries}: pass sizes from 2 to {3 * args.train_scenes} (3 shifts per training scene)."
+        )
     model, run = load_inference_model(args.run / "config.yml")
     net = model.eval_net()
     if not (net.has_privileged_branch and net.has_global_code) or net.snaps_codes:

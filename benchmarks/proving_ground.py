@@ -344,6 +344,11 @@ def main() -> None:
         raise SystemExit(str(e)) from None
     diff = models["diffusion"]
     most = diff.config.schedule.num_train_timesteps
+    from nerfstudio_splatdiff.models.sampling import MAX_NOISE_TEMPERATURE
+
+    if args.noise_temperature is not None and not 0 < args.noise_temperature <= MAX_NOISE_TEMPERATURE:
+        top = MAX_NOISE_TEMPERATURE
+        raise SystemExit(f"--noise-temperature {args.noise_temperature}: pass a factor in (0, {top}].")
     if args.num_steps is not None and not 1 <= args.num_steps <= most:
         raise SystemExit(f"--num-steps {args.num_steps} is out of range: pass 1 to {most} (the denoiser's schedule).")
     for d in (diff, models.get(PAPER_DIFFUSION)):  # the same sampler for both denoisers

@@ -293,7 +293,8 @@ class VARNet(nn.Module):
     def _snapped_shift(self, delta: Float[Tensor, "B C h w"], keep: Optional[Tensor]) -> Float[Tensor, "B C h w"]:
         """The privileged correction with its spatial mean (the global code's shift) snapped to the codebook, after a
         training step of its online k-means on the shifts of the scenes that kept their view (straight-through: a
-        gradient reaches the shift as if unsnapped)."""
+        gradient reaches the shift as if unsnapped). With `global_code_snap_share` below 1 only that share of the
+        training scenes is snapped, and nothing outside training."""
         shift = delta.mean(dim=(2, 3))
         share = self.config.global_code_snap_share
         if self.training:
