@@ -192,6 +192,18 @@ def baseline_targets(metrics: dict, best_key: str, none_share: dict) -> dict:
     return targets
 
 
+OURS_ONLY_SAMPLER = (", codes pulled", ", global codes from the code prior")
+"""Sampler clauses that only our denoiser has (they act through our VAR's codebook or our code prior): a carried row
+of another denoiser was sampled alike whatever they say."""
+
+
+def shared_sampler(sampler: str) -> str:
+    """The part of a sampler description every denoiser scored in one file shares (OURS_ONLY_SAMPLER cut off): carried
+    rows must have been sampled with it."""
+    cuts = [sampler.find(c) for c in OURS_ONLY_SAMPLER if c in sampler]
+    return sampler[: min(cuts)] if cuts else sampler
+
+
 def read_carry_from(path: Path, modes: str, split: str) -> dict:
     """The earlier proving-ground JSON rows are carried from; one clear line if it cannot be used."""
     try:
@@ -293,6 +305,12 @@ def main() -> None:
         "--noise-temperature", type=float, default=None, help="factor on the sampler's noise; default: the run's (1)"
     )
     ap.add_argument(
+        "--code-snap-pull",
+        type=float,
+        default=None,
+        help="over a VAR with a codebook: how far sampled codes move to their nearest centroid; default: the run's (1)",
+    )
+    ap.add_argument(
         "--without-code-prior",
         action="store_true",
         help="a diffusion run with a code prior samples its global codes from the denoiser instead (the ablation)",
@@ -349,6 +367,8 @@ def main() -> None:
     if args.noise_temperature is not None and not 0 < args.noise_temperature <= MAX_NOISE_TEMPERATURE:
         top = MAX_NOISE_TEMPERATURE
         raise SystemExit(f"--noise-temperature {args.noise_temperature}: pass a factor in (0, {top}].")
+    if args.code_snap_pull is not None and not 0 <= args.code_snap_pull <= 1:
+        raise SystemExit(f"--code-snap-pull {args.code_snap_pull}: pass a share in [0, 1] (1 = onto the centroid).")
     if args.num_steps is not None and not 1 <= args.num_steps <= most:
         raise SystemExit(f"--num-steps {args.num_steps} is out of range: pass 1 to {most} (the denoiser's schedule).")
     for d in (diff, models.get(PAPER_DIFFUSION)):  # the same sampler for both denoisers
@@ -360,6 +380,10 @@ def main() -> None:
             d.config.num_steps = args.num_steps
         if d is not None and args.noise_temperature is not None:
             d.config.noise_temperature = args.noise_temperature
+    if args.code_snap_pull is not None:
+        if not diff.var.snaps_codes:
+            raise SystemExit("--code-snap-pull is for a diffusion run over a VAR with a codebook: leave it out.")
+        diff.config.code_snap_pull = args.code_snap_pull
     if args.without_code_prior:
         diff.config.sample_code_from_prior = False
     if args.code_prior_temperature is not None:
@@ -375,9 +399,11 @@ def main() -> None:
     )
     if diff.config.noise_temperature != 1.0:
         sampler += f", noise temperature {diff.config.noise_temperature}"
+    if diff.var.snaps_codes and diff.config.code_snap_pull != 1.0:
+        sampler += f", codes pulled {diff.config.code_snap_pull} of the way to the codebook"
     if diff.draws_codes_from_prior:
         sampler += f", global codes from the code prior (temperature {diff.config.code_prior_temperature})"
-    if previous is not None and previous["sampler"] != sampler:
+    if previous is not None and shared_sampler(previous["sampler"]) != shared_sampler(sampler):
         raise SystemExit(
             f"--carry-from {args.carry_from} was sampled with '{previous['sampler']}', not '{sampler}': pass the "
             "same --num-samples / --eta / --guidance-weight / --num-steps, or score every run again."
@@ -542,6 +568,10 @@ def main() -> None:
         "true_mode_among_samples_ge_90pct": float(np.mean([e["true_mode"] in e["sample_modes"] for e in per_input]))
         >= 0.9,
         "no_mode_below_15pct_of_samples": min(shares) >= 0.15,
+        "none_le_25pct_of_samples": histogram["-1"] / max(len(all_modes), 1) <= 0.25,
+        "hidden_hf_energy_within_2x_of_gt": 0.5
+        <= metrics["diffusion_1"]["hf_energy_hidden"] / float(np.nanmean(hf_gt))
+        <= 2.0,
         "diversity_visible_le_third_of_hidden": float(np.nanmean(div_vis)) <= float(np.nanmean(div_hid)) / 3,
     }
     targets |= baseline_targets(metrics, best_key, none_share)

@@ -147,6 +147,31 @@ def test_a_sampled_latent_is_snapped_in_its_code_only():
         plain.snap_latent(latents, input_mean)
 
 
+def test_a_partial_pull_moves_a_sampled_code_that_share_of_the_way_to_its_centroid():
+    torch.manual_seed(1)
+    net = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_entries=3).setup().eval()
+    net.codebook.centroids.copy_(CENTRES)
+    net.codebook.counts.fill_(1.0)
+    input_mean = torch.randn(1, 4, 4, 4)
+    which = torch.tensor([2, 0, 1, 1])
+    latents = input_mean + 0.3 * torch.randn(4, 4, 4, 4) + CENTRES[which][:, :, None, None]
+    raw = (latents - input_mean).mean(dim=(2, 3))
+    assert torch.allclose(net.snap_latent(latents, input_mean, pull=0.0), latents)  # 0: left where sampled
+    for pull in (0.25, 0.5, 0.8):
+        shift = (net.snap_latent(latents, input_mean, pull=pull) - input_mean).mean(dim=(2, 3))
+        assert torch.allclose(shift, raw + pull * (CENTRES[which] - raw), atol=1e-5)  # on the segment, that far
+    with pytest.raises(SplatdiffError, match=r"pull must be in \[0, 1\]"):
+        net.snap_latent(latents, input_mean, pull=1.5)
+
+
+def test_a_codebook_pull_outside_zero_to_one_is_refused_when_flags_are_parsed():
+    from nerfstudio_splatdiff.models.diffusion import DiffusionModelConfig
+
+    assert DiffusionModelConfig(code_snap_pull=0.5).code_snap_pull == 0.5
+    with pytest.raises(SplatdiffError, match="code-snap-pull"):
+        DiffusionModelConfig(code_snap_pull=-0.1)
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -272,3 +297,30 @@ def test_a_codebook_fitted_after_training_is_a_var_copy_that_loads_and_snaps_to_
     _, correction, _, _ = net.encode_parts(images, _privileged(images))
     shift = correction.mean(dim=(2, 3))
     assert float(torch.cdist(shift, centroids).amin(dim=1).max()) < 1e-4
+
+
+@pytest.mark.slow
+def test_a_slim_copy_records_a_codebook_pull_only_over_a_var_with_a_codebook(
+    tiny_var_run, tiny_diffusion_run, tmp_path
+):
+    """splatdiff-slim-run --code-snap-pull sets the copy's default pull (runs.write_slim_run); over a VAR without a
+    codebook, or outside [0, 1], it is one clear line and nothing is written."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from codebook_fit import write_codebook_run
+
+    from nerfstudio_splatdiff.runs import load_run_config, write_slim_run
+
+    _, var_config = tiny_var_run
+    _, config = tiny_diffusion_run
+    centroids = torch.tensor([[1.0, 0, 0, 0], [0, -2.0, 0, 0]])
+    with_codebook = write_codebook_run(var_config.parent, centroids, torch.ones(2), tmp_path / "cb")
+    copied = write_slim_run(config, tmp_path / "slim", "demo", var_config=with_codebook, code_snap_pull=0.5)
+    assert load_run_config(copied).pipeline.model.code_snap_pull == 0.5
+    for var, pull, message in ((var_config, 0.5, "codebook"), (with_codebook, 1.5, r"\[0, 1\]")):
+        with pytest.raises(SplatdiffError, match=message) as e:
+            write_slim_run(config, tmp_path / "refused", "demo", var_config=var, code_snap_pull=pull)
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "refused").exists()

@@ -169,3 +169,15 @@ def test_targets_against_scored_baselines_apply_the_stated_margins() -> None:
         "best_of_n_hidden_iou_ge_paper_diffusion_best_of_20_plus_0.05": True,
         "best_of_n_hidden_depth_error_le_paper_diffusion_best_of_20_minus_0.01": True,
     }
+
+
+def test_carried_rows_need_the_shared_sampler_and_not_our_denoisers_own_settings() -> None:
+    """A row carried from another denoiser must have the same steps, eta, guidance and noise; the codebook pull and
+    the code prior act only on ours (through our VAR's codebook, our prior), so they do not block a carry."""
+    shared_sampler = _proving_ground().shared_sampler
+    plain = "ddim, 50 steps, 20 samples, guidance 0.0, skip 1.0, eta 1.0"
+    pulled = plain + ", codes pulled 0.5 of the way to the codebook"
+    prior = pulled + ", global codes from the code prior (temperature 1.0)"
+    assert shared_sampler(pulled) == shared_sampler(prior) == shared_sampler(plain) == plain
+    hotter = "ddim, 50 steps, 20 samples, guidance 0.0, skip 1.0, eta 1.0, noise temperature 0.8"
+    assert shared_sampler(hotter + ", codes pulled 0.5 of the way to the codebook") == hotter != plain

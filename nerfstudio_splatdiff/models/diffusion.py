@@ -111,6 +111,10 @@ class DiffusionModelConfig(SceneModelConfig):
     noise_temperature: float = 1.0
     """Factor on the sampler's starting noise and (eta > 0) each step's fresh noise: below 1 draws samples nearer
     the learnt distribution's modes (a sampling knob, chosen on val like eta and guidance); 1 = the plain sampler."""
+    code_snap_pull: float = 1.0
+    """Over a VAR that snaps its codes to a codebook (`VARNetConfig.global_code_entries`): how far a sampled latent's
+    global code moves to its nearest centroid (1 = onto it, the codes the decoder was trained on; 0.5 = half way,
+    keeping half of what the denoiser drew for this input). A sampling knob chosen on val; no effect without one."""
     skip_weight: float = 1.0
     eval_num_samples: int = 20
     """N for the best-of-N oracle metrics in ns-eval."""
@@ -147,7 +151,7 @@ class DiffusionModelConfig(SceneModelConfig):
             self.eta,
             f"0 with --pipeline.model.scheduler {self.scheduler}, or --pipeline.model.scheduler ddim",
         )
-        for name in ("skip_weight", "cond_drop_prob", "input_mask_prob"):
+        for name in ("skip_weight", "cond_drop_prob", "input_mask_prob", "code_snap_pull"):
             value = getattr(self, name)
             check_option(is_number_in(value, 0, 1), f"{flag}.{name.replace('_', '-')}", value, "a number in [0, 1]")
         check_option(
@@ -478,7 +482,7 @@ class DiffusionModel(SceneModel):
             x = x - x.mean(dim=(2, 3), keepdim=True) + code[:, :, None, None]
         z = self.from_diffusion(x)
         if self.var.snaps_codes:  # the codes its decoder was trained on (VARNetConfig.global_code_entries)
-            z = self.var.snap_latent(z, mean)
+            z = self.var.snap_latent(z, mean, pull=c.code_snap_pull)
         return z, skip
 
     @torch.no_grad()

@@ -92,6 +92,11 @@ class VARNetConfig(InstantiateConfig):
     pretrained_autoencoder: Optional[Path] = None
     """Optional local AutoencoderKL weights (a diffusers folder) to start the encoder/decoder from."""
 
+    @property
+    def snaps_codes(self) -> bool:
+        """Whether a VAR built from this config snaps its global code's shift to a codebook (`global_code_entries`)."""
+        return self.global_code_entries > 0
+
     def __post_init__(self) -> None:
         flag = "--pipeline.model.network"
         check_network_shape(flag, self.block_out_channels, self.norm_num_groups, self.layers_per_block)
@@ -314,14 +319,17 @@ class VARNet(nn.Module):
         return self.codebook is not None
 
     def snap_latent(
-        self, latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"]
+        self, latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"], pull: float = 1.0
     ) -> Float[Tensor, "N C h w"]:
         """Sampled latents with their global code's shift from the input-only latent `input_mean` (the posterior
-        mean of the input alone) snapped to the nearest centroid: the codes this VAR's decoder was trained on."""
+        mean of the input alone) snapped to the nearest centroid: the codes this VAR's decoder was trained on.
+        `pull` below 1 moves the shift only that share of the way (0 leaves the latents as they are)."""
         if self.codebook is None:
             raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
+        if not 0.0 <= pull <= 1.0:
+            raise SplatdiffError(f"The codebook pull must be in [0, 1] (1 = onto the nearest centroid), got {pull}.")
         shift = latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
-        return latent + (self.codebook.snap(shift) - shift)[:, :, None, None]
+        return latent + pull * (self.codebook.snap(shift) - shift)[:, :, None, None]
 
     def decode_raw(
         self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0

@@ -11,6 +11,7 @@ from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.generation import check_generation_flags
 from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
 from nerfstudio_splatdiff.runs import (
+    check_code_snap_pull,
     find_var_run,
     is_slim_run_folder,
     load_run_config,
@@ -43,6 +44,11 @@ class SlimRun:
     """A diffusion run only: the classifier-free guidance weight its copy samples with by default (the one chosen on
     a validation split, e.g. by benchmarks/proving_ground.py); default: the run's own."""
 
+    code_snap_pull: Optional[float] = None
+    """A diffusion run over a VAR with a codebook only: how far its copy moves each sampled code to the nearest
+    centroid by default, in [0, 1] (chosen on a validation split, e.g. by benchmarks/proving_ground.py
+    --code-snap-pull); default: the run's own (1, onto it)."""
+
     def main(self) -> None:
         check_output_dir(self.output_dir)
         check_generation_flags(1, self.guidance_weight, None, 0)
@@ -64,6 +70,9 @@ class SlimRun:
             recorded = self.var_config or model_cfg.var_checkpoint
             model_cfg.var_checkpoint = find_var_run(recorded, config_path, "--var-config")
             targets.append(slim_run_folder(model_cfg.var_checkpoint, self.output_dir, self.experiment_name))
+        if self.code_snap_pull is not None:
+            var_run = model_cfg.var_checkpoint if model_cfg.needs_frozen_var else None
+            check_code_snap_pull(self.code_snap_pull, var_run, config_path)
         for target in targets:  # every check before anything is written
             if target.exists() and not self.overwrite and not is_slim_run_folder(target):
                 raise SplatdiffError(
@@ -83,6 +92,7 @@ class SlimRun:
             var_config,
             self.overwrite,
             guidance_weight=self.guidance_weight,
+            code_snap_pull=self.code_snap_pull,
         )
         print(f"{run.method_name:<9} -> {out}")
 
