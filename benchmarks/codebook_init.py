@@ -4,7 +4,8 @@ a VAR checkpoint that has none: the same weights and step, marked so that the co
 `--pipeline.model.network.frozen-encoder True` to keep the latents a denoiser learned.
 
     python benchmarks/codebook_init.py --output outputs/codebook-init \
-        --checkpoint <a VAR run>/nerfstudio_models/step-*.ckpt   (the shipped geometry VAR came from its step 24,249)
+        --checkpoint <a VAR run>/nerfstudio_models/step-*.ckpt
+(the shipped geometry VAR came from step 25,749 of the VAR shipped before it)
 """
 
 from __future__ import annotations
