@@ -129,11 +129,17 @@ def test_a_snap_share_snaps_some_training_scenes_and_leaves_privileged_encodings
     assert float(torch.cdist(snapped, net.codebook.centroids).amin(dim=1).max()) < 1e-4
 
 
-def test_a_sampled_latent_is_snapped_in_its_code_only():
-    torch.manual_seed(0)
+def _net_snapping_to_centres():
+    """A VAR in eval mode whose codebook holds the three CENTRES (seeded, so nothing moves them)."""
     net = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_entries=3).setup().eval()
     net.codebook.centroids.copy_(CENTRES)
     net.codebook.counts.fill_(1.0)
+    return net
+
+
+def test_a_sampled_latent_is_snapped_in_its_code_only():
+    torch.manual_seed(0)
+    net = _net_snapping_to_centres()
     input_mean = torch.randn(1, 4, 4, 4)
     latents = input_mean + torch.randn(5, 4, 4, 4) + CENTRES[torch.tensor([0, 1, 2, 0, 1])][:, :, None, None]
     snapped = net.snap_latent(latents, input_mean)
@@ -149,9 +155,7 @@ def test_a_sampled_latent_is_snapped_in_its_code_only():
 
 def test_a_partial_pull_moves_a_sampled_code_that_share_of_the_way_to_its_centroid():
     torch.manual_seed(1)
-    net = VARNetConfig(**SMALL, privileged_view=True, global_code=True, global_code_entries=3).setup().eval()
-    net.codebook.centroids.copy_(CENTRES)
-    net.codebook.counts.fill_(1.0)
+    net = _net_snapping_to_centres()
     input_mean = torch.randn(1, 4, 4, 4)
     which = torch.tensor([2, 0, 1, 1])
     latents = input_mean + 0.3 * torch.randn(4, 4, 4, 4) + CENTRES[which][:, :, None, None]
