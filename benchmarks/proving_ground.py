@@ -192,7 +192,7 @@ def baseline_targets(metrics: dict, best_key: str, none_share: dict) -> dict:
     return targets
 
 
-OURS_ONLY_SAMPLER = (", codes pulled", ", global codes from the code prior")
+OURS_ONLY_SAMPLER = (", codes pulled", ", the least undecided", ", global codes from the code prior")
 """Sampler clauses that only our denoiser has (they act through our VAR's codebook or our code prior): a carried row
 of another denoiser was sampled alike whatever they say."""
 
@@ -311,6 +311,13 @@ def main() -> None:
         help="over a VAR with a codebook: how far sampled codes move to their nearest centroid; default: the run's (1)",
     )
     ap.add_argument(
+        "--code-oversample",
+        type=int,
+        default=None,
+        help="over a VAR with a codebook: draw this many times N latents, keep the N least undecided between two "
+        "centroids; default: the run's (1)",
+    )
+    ap.add_argument(
         "--without-code-prior",
         action="store_true",
         help="a diffusion run with a code prior samples its global codes from the denoiser instead (the ablation)",
@@ -369,6 +376,11 @@ def main() -> None:
         raise SystemExit(f"--noise-temperature {args.noise_temperature}: pass a factor in (0, {top}].")
     if args.code_snap_pull is not None and not 0 <= args.code_snap_pull <= 1:
         raise SystemExit(f"--code-snap-pull {args.code_snap_pull}: pass a share in [0, 1] (1 = onto the centroid).")
+    from nerfstudio_splatdiff.models.diffusion import MAX_CODE_OVERSAMPLE
+
+    if args.code_oversample is not None and not 1 <= args.code_oversample <= MAX_CODE_OVERSAMPLE:
+        top = MAX_CODE_OVERSAMPLE
+        raise SystemExit(f"--code-oversample {args.code_oversample}: pass a whole factor from 1 to {top}.")
     if args.num_steps is not None and not 1 <= args.num_steps <= most:
         raise SystemExit(f"--num-steps {args.num_steps} is out of range: pass 1 to {most} (the denoiser's schedule).")
     for d in (diff, models.get(PAPER_DIFFUSION)):  # the same sampler for both denoisers
@@ -384,6 +396,10 @@ def main() -> None:
         if not diff.var.snaps_codes:
             raise SystemExit("--code-snap-pull is for a diffusion run over a VAR with a codebook: leave it out.")
         diff.config.code_snap_pull = args.code_snap_pull
+    if args.code_oversample is not None:
+        if not diff.var.snaps_codes:
+            raise SystemExit("--code-oversample is for a diffusion run over a VAR with a codebook: leave it out.")
+        diff.config.code_oversample = args.code_oversample
     if args.without_code_prior:
         diff.config.sample_code_from_prior = False
     if args.code_prior_temperature is not None:
@@ -401,6 +417,8 @@ def main() -> None:
         sampler += f", noise temperature {diff.config.noise_temperature}"
     if diff.var.snaps_codes and diff.config.code_snap_pull != 1.0:
         sampler += f", codes pulled {diff.config.code_snap_pull} of the way to the codebook"
+    if diff.var.snaps_codes and diff.config.code_oversample != 1:
+        sampler += f", the least undecided of {diff.config.code_oversample} x {N} codes kept"
     if diff.draws_codes_from_prior:
         sampler += f", global codes from the code prior (temperature {diff.config.code_prior_temperature})"
     if previous is not None and shared_sampler(previous["sampler"]) != shared_sampler(sampler):

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from nerfstudio_splatdiff.errors import SplatdiffError, is_number_in
+from nerfstudio_splatdiff.models.diffusion import MAX_CODE_OVERSAMPLE
 from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
 from nerfstudio_splatdiff.models.var_checkpoint import (
     load_checkpoint,
@@ -390,18 +391,27 @@ def slim_run_folder(config_path: Path, output_dir: Path, experiment: str) -> Pat
     return Path(output_dir) / experiment / run.method_name / "shipped"
 
 
-def check_code_snap_pull(pull: float, var_config: Optional[Path], config_path: Path) -> None:
-    """One clear line unless `pull` is a share in [0, 1] and `config_path` a diffusion run whose VAR (`var_config`,
-    None for any other run) snaps its codes to a codebook: the only runs whose sampler has a codebook pull."""
-    if not is_number_in(pull, 0, 1):
+def check_codebook_sampling(
+    var_config: Optional[Path], config_path: Path, pull: Optional[float] = None, oversample: Optional[int] = None
+) -> None:
+    """One clear line unless `pull` (when given) is a share in [0, 1], `oversample` (when given) a whole factor from
+    1 to MAX_CODE_OVERSAMPLE, and `config_path` a diffusion run whose VAR (`var_config`, None for any other run) snaps
+    its codes to a codebook: the only runs whose sampler has these codebook knobs."""
+    if pull is not None and not is_number_in(pull, 0, 1):
         raise SplatdiffError(f"--code-snap-pull {pull}: pass a share in [0, 1] (1 = onto the nearest centroid).")
+    if oversample is not None and not (
+        isinstance(oversample, int) and is_number_in(oversample, 1, MAX_CODE_OVERSAMPLE)
+    ):
+        raise SplatdiffError(
+            f"--code-oversample {oversample}: pass a whole factor from 1 to {MAX_CODE_OVERSAMPLE} (1 = keep all)."
+        )
     var_model = None
     if var_config is not None:
         var_model = splatdiff_model_config(load_run_config(var_config), Path(var_config), "splatdiff-slim-run")
     if var_model is None or not var_model.network.snaps_codes:
+        flag = "--code-snap-pull" if pull is not None else "--code-oversample"
         raise SplatdiffError(
-            f"--code-snap-pull is for a diffusion run over a VAR with a codebook, and {config_path} is not one: "
-            "leave it out."
+            f"{flag} is for a diffusion run over a VAR with a codebook, and {config_path} is not one: leave it out."
         )
 
 
@@ -414,11 +424,13 @@ def write_slim_run(
     overwrite: bool = False,
     guidance_weight: Optional[float] = None,
     code_snap_pull: Optional[float] = None,
+    code_oversample: Optional[int] = None,
 ) -> Path:
     """Copy a run as a slim run under output_dir/experiment/<method>/shipped; returns the new config.yml. An
     existing folder there is replaced only when it is a slim run itself, or with `overwrite`. `guidance_weight`
     (a diffusion run only) replaces the sampler's default guidance in the copy, and `code_snap_pull` (a diffusion
-    run over a VAR with a codebook only) how far its sampled codes move to the codebook."""
+    run over a VAR with a codebook only) how far its sampled codes move to the codebook, and `code_oversample` (the
+    same runs only) how many latents it draws per sample kept."""
     target = slim_run_folder(config_path, output_dir, experiment)
     if target.exists() and not overwrite and not is_slim_run_folder(target):
         raise SplatdiffError(
@@ -441,9 +453,13 @@ def write_slim_run(
                 f"A guidance weight is a diffusion run's sampler setting, not a {run.method_name}'s: leave it out."
             )
         model.guidance_weight = float(guidance_weight)
+    if code_snap_pull is not None or code_oversample is not None:
+        var_run = var_config if model.needs_frozen_var else None
+        check_codebook_sampling(var_run, config_path, code_snap_pull, code_oversample)
     if code_snap_pull is not None:
-        check_code_snap_pull(code_snap_pull, var_config if model.needs_frozen_var else None, config_path)
         model.code_snap_pull = float(code_snap_pull)
+    if code_oversample is not None:
+        model.code_oversample = int(code_oversample)
     _, loaded = load_checkpoint(source)
     run.output_dir, run.experiment_name, run.timestamp = output_dir, experiment, "shipped"
     run.load_dir, run.load_checkpoint, run.vis = None, None, "viewer"

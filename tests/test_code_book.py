@@ -245,10 +245,9 @@ def test_ns_train_warm_starts_a_var_with_a_codebook_that_seeds_itself_and_is_sav
     assert torch.equal(state["_model.net.encoder.conv_in.weight"], old["_model.net.encoder.conv_in.weight"])
 
 
-@pytest.mark.slow
-def test_a_denoisers_samples_over_a_var_with_a_codebook_have_its_codes(tiny_diffusion_run):
-    """DiffusionModel.latent_samples snaps each sample's global code over a VAR that snaps its own: every sample's
-    shift from the input-only code is a centroid, and the rest of each latent is what the denoiser drew."""
+def _sampler_over_a_snapping_var(tiny_diffusion_run):
+    """The tiny diffusion run's model with its VAR swapped for the same weights plus a 3-entry codebook at CENTRES,
+    one eval batch, and the latents it samples over the VAR without a codebook (4, seed 5)."""
     from nerfstudio_splatdiff.models.var_net import VARNet
     from nerfstudio_splatdiff.runs import setup_pipeline
 
@@ -264,12 +263,58 @@ def test_a_denoisers_samples_over_a_var_with_a_codebook_have_its_codes(tiny_diff
     snapping.codebook.centroids.copy_(CENTRES[:, : var_config.latent_channels])
     snapping.codebook.counts.fill_(1.0)
     model.var = snapping
+    return model, batch, plain
+
+
+@pytest.mark.slow
+def test_a_denoisers_samples_over_a_var_with_a_codebook_have_its_codes(tiny_diffusion_run):
+    """DiffusionModel.latent_samples snaps each sample's global code over a VAR that snaps its own: every sample's
+    shift from the input-only code is a centroid, and the rest of each latent is what the denoiser drew."""
+    model, batch, plain = _sampler_over_a_snapping_var(tiny_diffusion_run)
     z, _ = model.latent_samples(batch, 4, seed=5)
     mean = model.encode_source(batch)[0]
     shift = z.mean(dim=(2, 3)) - mean.mean(dim=(2, 3))
-    assert float(torch.cdist(shift, snapping.codebook.centroids).amin(dim=1).max()) < 1e-4
+    assert float(torch.cdist(shift, model.var.codebook.centroids).amin(dim=1).max()) < 1e-4
     centred = lambda x: x - x.mean(dim=(2, 3), keepdim=True)  # noqa: E731
     assert torch.allclose(centred(z), centred(plain), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_oversampling_keeps_the_least_undecided_of_the_latents_drawn_in_their_order(tiny_diffusion_run):
+    """`code_oversample` 3 draws 12 latents for 4 samples and keeps the 4 whose codes are least undecided between two
+    centroids, in the order drawn: the same 12 that 12 samples without it draw (pull 0 leaves them as drawn)."""
+    model, batch, _ = _sampler_over_a_snapping_var(tiny_diffusion_run)
+    model.config.code_snap_pull = 0.0
+    drawn, _ = model.latent_samples(batch, 12, seed=5)
+    mean = model.encode_source(batch)[0]
+    ambiguity = model.var.code_ambiguity(drawn, mean)
+    model.config.code_oversample = 3
+    kept, _ = model.latent_samples(batch, 4, seed=5)
+    assert kept.shape == (4, *drawn.shape[1:])
+    chosen = [int((drawn - k).abs().flatten(1).amax(dim=1).argmin()) for k in kept]
+    assert all(torch.allclose(drawn[i], k, atol=1e-5) for i, k in zip(chosen, kept))
+    assert chosen == sorted(chosen) and len(set(chosen)) == 4
+    dropped = [i for i in range(12) if i not in chosen]
+    assert float(ambiguity[chosen].max()) <= float(ambiguity[dropped].min())
+
+
+def test_a_codes_ambiguity_is_its_nearest_over_its_second_nearest_centroid_distance():
+    book = GlobalCodebook(3, 2)
+    book.centroids.copy_(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 10.0]]))
+    shifts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [2.0, 1.0]])
+    expected = torch.tensor([0.0, 1.0, 0.5 / 1.5, 1.0 / 5**0.5])
+    assert torch.allclose(book.ambiguity(shifts), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="two centroids"):
+        GlobalCodebook(1, 2).ambiguity(shifts)
+
+
+def test_an_oversampling_factor_that_is_not_a_whole_number_in_range_is_refused_when_flags_are_parsed():
+    from nerfstudio_splatdiff.models.diffusion import MAX_CODE_OVERSAMPLE, DiffusionModelConfig
+
+    assert DiffusionModelConfig(code_oversample=2).code_oversample == 2
+    for factor in (0, -2, MAX_CODE_OVERSAMPLE + 1):
+        with pytest.raises(SplatdiffError, match="code-oversample"):
+            DiffusionModelConfig(code_oversample=factor)
 
 
 @pytest.mark.slow
@@ -304,11 +349,12 @@ def test_a_codebook_fitted_after_training_is_a_var_copy_that_loads_and_snaps_to_
 
 
 @pytest.mark.slow
-def test_a_slim_copy_records_a_codebook_pull_only_over_a_var_with_a_codebook(
+def test_a_slim_copy_records_the_codebook_knobs_only_over_a_var_with_a_codebook(
     tiny_var_run, tiny_diffusion_run, tmp_path
 ):
-    """splatdiff-slim-run --code-snap-pull sets the copy's default pull (runs.write_slim_run); over a VAR without a
-    codebook, or outside [0, 1], it is one clear line and nothing is written."""
+    """splatdiff-slim-run --code-snap-pull / --code-oversample set the copy's default pull and oversampling
+    (runs.write_slim_run); over a VAR without a codebook, or out of range, it is one clear line and nothing is
+    written."""
     import sys
     from pathlib import Path
 
@@ -321,10 +367,18 @@ def test_a_slim_copy_records_a_codebook_pull_only_over_a_var_with_a_codebook(
     _, config = tiny_diffusion_run
     centroids = torch.tensor([[1.0, 0, 0, 0], [0, -2.0, 0, 0]])
     with_codebook = write_codebook_run(var_config.parent, centroids, torch.ones(2), tmp_path / "cb")
-    copied = write_slim_run(config, tmp_path / "slim", "demo", var_config=with_codebook, code_snap_pull=0.5)
-    assert load_run_config(copied).pipeline.model.code_snap_pull == 0.5
-    for var, pull, message in ((var_config, 0.5, "codebook"), (with_codebook, 1.5, r"\[0, 1\]")):
+    copied = write_slim_run(
+        config, tmp_path / "slim", "demo", var_config=with_codebook, code_snap_pull=0.5, code_oversample=2
+    )
+    model = load_run_config(copied).pipeline.model
+    assert (model.code_snap_pull, model.code_oversample) == (0.5, 2)
+    for var, knobs, message in (
+        (var_config, dict(code_snap_pull=0.5), "codebook"),
+        (var_config, dict(code_oversample=2), "code-oversample.*codebook"),
+        (with_codebook, dict(code_snap_pull=1.5), r"\[0, 1\]"),
+        (with_codebook, dict(code_oversample=0), "whole factor"),
+    ):
         with pytest.raises(SplatdiffError, match=message) as e:
-            write_slim_run(config, tmp_path / "refused", "demo", var_config=var, code_snap_pull=pull)
+            write_slim_run(config, tmp_path / "refused", "demo", var_config=var, **knobs)
         assert "\n" not in str(e.value)
     assert not (tmp_path / "refused").exists()

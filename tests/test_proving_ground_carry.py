@@ -172,12 +172,13 @@ def test_targets_against_scored_baselines_apply_the_stated_margins() -> None:
 
 
 def test_carried_rows_need_the_shared_sampler_and_not_our_denoisers_own_settings() -> None:
-    """A row carried from another denoiser must have the same steps, eta, guidance and noise; the codebook pull and
-    the code prior act only on ours (through our VAR's codebook, our prior), so they do not block a carry."""
+    """A row carried from another denoiser must have the same steps, eta, guidance and noise; the codebook pull,
+    the oversampling and the code prior act only on ours (our VAR's codebook, our prior): no block to a carry."""
     shared_sampler = _proving_ground().shared_sampler
     plain = "ddim, 50 steps, 20 samples, guidance 0.0, skip 1.0, eta 1.0"
     pulled = plain + ", codes pulled 0.5 of the way to the codebook"
     prior = pulled + ", global codes from the code prior (temperature 1.0)"
-    assert shared_sampler(pulled) == shared_sampler(prior) == shared_sampler(plain) == plain
+    kept = plain + ", the least undecided of 2 x 20 codes kept"
+    assert shared_sampler(pulled) == shared_sampler(prior) == shared_sampler(kept) == shared_sampler(plain) == plain
     hotter = "ddim, 50 steps, 20 samples, guidance 0.0, skip 1.0, eta 1.0, noise temperature 0.8"
     assert shared_sampler(hotter + ", codes pulled 0.5 of the way to the codebook") == hotter != plain

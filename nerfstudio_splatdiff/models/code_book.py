@@ -41,6 +41,15 @@ class GlobalCodebook(nn.Module):
         """Index [B] of each shift's nearest centroid."""
         return torch.cdist(shift.float(), self.centroids.float()).argmin(dim=1)
 
+    def ambiguity(self, shift: Float[Tensor, "B D"]) -> Float[Tensor, " B"]:
+        """How undecided each shift is between its two nearest centroids: the distance to the nearest over the
+        distance to the second nearest (0 = on a centroid, 1 = half way between two: the codes a decoder draws as
+        neither shape). Needs at least two centroids."""
+        if self.centroids.shape[0] < 2:
+            raise ValueError("A codebook's ambiguity needs at least two centroids.")
+        d = torch.cdist(shift.float(), self.centroids.float()).topk(2, dim=1, largest=False).values
+        return d[:, 0] / d[:, 1].clamp(min=1e-12)
+
     def snap(self, shift: Float[Tensor, "B D"]) -> Float[Tensor, "B D"]:
         """Each shift replaced by its nearest centroid (unchanged while no centroid is seeded)."""
         if not self.ready:

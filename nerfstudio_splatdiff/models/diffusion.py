@@ -46,6 +46,9 @@ from nerfstudio_splatdiff.models.scene_model import (
 from nerfstudio_splatdiff.models.var_checkpoint import load_frozen_var
 from nerfstudio_splatdiff.splats import Gaussians
 
+MAX_CODE_OVERSAMPLE = 8
+"""The most latents drawn per sample kept (`DiffusionModelConfig.code_oversample`): denoiser time grows with it."""
+
 
 def scale_latent(
     z: Float[Tensor, "B C h w"], scale: Union[float, Tensor], scale_global: Union[float, Tensor]
@@ -115,6 +118,11 @@ class DiffusionModelConfig(SceneModelConfig):
     """Over a VAR that snaps its codes to a codebook (`VARNetConfig.global_code_entries`): how far a sampled latent's
     global code moves to its nearest centroid (1 = onto it, the codes the decoder was trained on; 0.5 = half way,
     keeping half of what the denoiser drew for this input). A sampling knob chosen on val; no effect without one."""
+    code_oversample: int = 1
+    """Over a VAR that snaps its codes to a codebook: draw this many times the asked number of latents and keep those
+    whose global code is least undecided between two centroids (`VARNet.code_ambiguity`; codes half way between two
+    shapes are drawn as neither). 1 = every latent drawn is kept. A sampling knob chosen on val (it costs that factor
+    in denoiser time); no effect without a codebook."""
     skip_weight: float = 1.0
     eval_num_samples: int = 20
     """N for the best-of-N oracle metrics in ns-eval."""
@@ -156,6 +164,12 @@ class DiffusionModelConfig(SceneModelConfig):
             check_option(is_number_in(value, 0, 1), f"{flag}.{name.replace('_', '-')}", value, "a number in [0, 1]")
         check_option(
             is_number_in(self.eval_num_samples, 1), f"{flag}.eval-num-samples", self.eval_num_samples, "at least 1"
+        )
+        check_option(
+            isinstance(self.code_oversample, int) and is_number_in(self.code_oversample, 1, MAX_CODE_OVERSAMPLE),
+            f"{flag}.code-oversample",
+            self.code_oversample,
+            f"a whole factor from 1 to {MAX_CODE_OVERSAMPLE} (1 = keep every latent drawn)",
         )
         check_option(
             is_number_in(self.global_code_scale, 1e-3, 1e3),
@@ -448,7 +462,8 @@ class DiffusionModel(SceneModel):
         input's skip features to decode them with (`decode_latents`; `skip_weight` is only checked here, with the other
         knobs, before any work). Diagnostics compare these latents with the VAR's own. With the code prior
         (`code_prior`, `sample_code_from_prior`), each latent's spatial mean is a code drawn from the prior. Over a VAR
-        that snaps its codes to a codebook, each latent's code is snapped the same way (`VARNet.snap_latent`)."""
+        that snaps its codes to a codebook, each latent's code is snapped the same way (`VARNet.snap_latent`), after
+        keeping the N least undecided of `code_oversample` x N drawn."""
         c = self.config
         w = c.guidance_weight if guidance_weight is None else guidance_weight
         k = c.skip_weight if skip_weight is None else skip_weight
@@ -458,6 +473,7 @@ class DiffusionModel(SceneModel):
             raise SplatdiffError("sample() takes a batch of one scene.")
         mean, _, skip = self.encode_source(batch)
         den = self.eval_denoiser()
+        drawn = num_samples * c.code_oversample if self.var.snaps_codes else num_samples
 
         def call(x, t, cond):
             with self.autocast(x.device):
@@ -466,7 +482,7 @@ class DiffusionModel(SceneModel):
         x = sample_latents(
             call,
             self.to_condition(mean),
-            num_samples,
+            drawn,
             c.schedule,
             c.scheduler,
             c.num_steps,
@@ -478,10 +494,13 @@ class DiffusionModel(SceneModel):
         if self.code_prior is not None and self.draws_codes_from_prior:
             seed = c.seed if seed is None else seed
             cond, anchor, tau = self.to_condition(mean), self.input_code(mean), c.code_prior_temperature
-            code = self.code_prior.sample(cond, anchor, num_samples, seed=seed + 1, temperature=tau)
+            code = self.code_prior.sample(cond, anchor, drawn, seed=seed + 1, temperature=tau)
             x = x - x.mean(dim=(2, 3), keepdim=True) + code[:, :, None, None]
         z = self.from_diffusion(x)
         if self.var.snaps_codes:  # the codes its decoder was trained on (VARNetConfig.global_code_entries)
+            if drawn > num_samples:  # the least undecided, in the order drawn
+                keep = self.var.code_ambiguity(z, mean).argsort(stable=True)[:num_samples].sort().values
+                z = z[keep]
             z = self.var.snap_latent(z, mean, pull=c.code_snap_pull)
         return z, skip
 

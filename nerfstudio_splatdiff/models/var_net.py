@@ -331,6 +331,16 @@ class VARNet(nn.Module):
         shift = latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
         return latent + pull * (self.codebook.snap(shift) - shift)[:, :, None, None]
 
+    def code_ambiguity(
+        self, latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"]
+    ) -> Float[Tensor, " N"]:
+        """How undecided each latent's global-code shift (as in `snap_latent`) is between its two nearest centroids
+        (`GlobalCodebook.ambiguity`: 0 = on a centroid, 1 = half way between two)."""
+        if self.codebook is None:
+            raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
+        shift = latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
+        return self.codebook.ambiguity(shift)
+
     def decode_raw(
         self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0
     ) -> Float[Tensor, "B C H W"]:

@@ -11,7 +11,7 @@ from nerfstudio_splatdiff.errors import SplatdiffError
 from nerfstudio_splatdiff.generation import check_generation_flags
 from nerfstudio_splatdiff.models.scene_model import splatdiff_model_config
 from nerfstudio_splatdiff.runs import (
-    check_code_snap_pull,
+    check_codebook_sampling,
     find_var_run,
     is_slim_run_folder,
     load_run_config,
@@ -48,6 +48,10 @@ class SlimRun:
     """A diffusion run over a VAR with a codebook only: how far its copy moves each sampled code to the nearest
     centroid by default, in [0, 1] (chosen on a validation split, e.g. by benchmarks/proving_ground.py
     --code-snap-pull); default: the run's own (1, onto it)."""
+    code_oversample: Optional[int] = None
+    """A diffusion run over a VAR with a codebook only: how many latents its copy draws per sample kept, keeping the
+    least undecided between two centroids (chosen on a validation split, e.g. by benchmarks/proving_ground.py
+    --code-oversample); default: the run's own (1, keep every latent)."""
 
     def main(self) -> None:
         check_output_dir(self.output_dir)
@@ -70,9 +74,9 @@ class SlimRun:
             recorded = self.var_config or model_cfg.var_checkpoint
             model_cfg.var_checkpoint = find_var_run(recorded, config_path, "--var-config")
             targets.append(slim_run_folder(model_cfg.var_checkpoint, self.output_dir, self.experiment_name))
-        if self.code_snap_pull is not None:
+        if self.code_snap_pull is not None or self.code_oversample is not None:
             var_run = model_cfg.var_checkpoint if model_cfg.needs_frozen_var else None
-            check_code_snap_pull(self.code_snap_pull, var_run, config_path)
+            check_codebook_sampling(var_run, config_path, self.code_snap_pull, self.code_oversample)
         for target in targets:  # every check before anything is written
             if target.exists() and not self.overwrite and not is_slim_run_folder(target):
                 raise SplatdiffError(
@@ -93,6 +97,7 @@ class SlimRun:
             self.overwrite,
             guidance_weight=self.guidance_weight,
             code_snap_pull=self.code_snap_pull,
+            code_oversample=self.code_oversample,
         )
         print(f"{run.method_name:<9} -> {out}")
 
