@@ -17,8 +17,11 @@
 #      checkpoints/scratch2k: VAR 7,500 steps, denoiser 14,200), the VAR at 32 scenes per step (VAR_ARGS), on the same
 #      2,000 paired scenes (seed 0) as on the CPU: the geometry VAR is data-bound (on 500 scenes it overfits past
 #      ~9,000 steps; on 2,000 it followed 92% of forced shapes on val at 7,500 against 82%), and a lent GPU trains
-#      several times the CPU's items per second. `SLIM_SETS="gpu shape demo" SAVE_SET=gpu SCENES=500` continues the
-#      shipped pair instead; `VAR_METHOD=splatdiff-var-gpu128 DIFFUSION_METHOD=splatdiff-diffusion-gpu128 SCENES=300 VAR_ARGS=`
+#      several times the CPU's items per second. `SLIM_SETS="gpu shape demo" SAVE_SET=gpu SCENES=2000` continues the
+#      shipped pair instead (its VAR has a 6-entry codebook and a frozen encoder since 2026-12-06: add
+#      "pipeline.model.network:var-net-config --pipeline.model.network.frozen-encoder True
+#      --pipeline.model.network.global-code-entries 6 --pipeline.model.network.global-code-snap-share 0.125" at the end
+#      of VAR_ARGS, or its checkpoint does not load); `VAR_METHOD=splatdiff-var-gpu128 DIFFUSION_METHOD=splatdiff-diffusion-gpu128 SCENES=300 VAR_ARGS=`
 #      continues the 128x128 VAR from checkpoints/gpu instead (1,500 steps so far; many lent sessions to go);
 #   2. slim copies of both runs (float16 inference weights, what the next run resumes from), one tar per method
 #      with its loss curves (tensorboard events) under $RESULTS;
