@@ -176,6 +176,11 @@ class GlobalFiLM(nn.Module):
         return [FiLM(*p.chunk(2, dim=1)) for p in params]
 
 
+def code_shift(latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"]) -> Float[Tensor, "N C"]:
+    """Each latent's global code (spatial mean) less the input-only latent's: the shift a codebook snaps."""
+    return latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
+
+
 class VARNet(nn.Module):
     def __init__(self, config: VARNetConfig) -> None:
         super().__init__()
@@ -328,7 +333,7 @@ class VARNet(nn.Module):
             raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
         if not 0.0 <= pull <= 1.0:
             raise SplatdiffError(f"The codebook pull must be in [0, 1] (1 = onto the nearest centroid), got {pull}.")
-        shift = latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
+        shift = code_shift(latent, input_mean)
         return latent + pull * (self.codebook.snap(shift) - shift)[:, :, None, None]
 
     def code_ambiguity(
@@ -338,8 +343,7 @@ class VARNet(nn.Module):
         (`GlobalCodebook.ambiguity`: 0 = on a centroid, 1 = half way between two)."""
         if self.codebook is None:
             raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
-        shift = latent.mean(dim=(2, 3)) - input_mean.mean(dim=(2, 3))
-        return self.codebook.ambiguity(shift)
+        return self.codebook.ambiguity(code_shift(latent, input_mean))
 
     def decode_raw(
         self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0
