@@ -149,8 +149,9 @@ def test_a_sampled_latent_is_snapped_in_its_code_only():
     assert torch.allclose(centred(snapped), centred(latents), atol=1e-5)  # the rest of each latent is kept
     plain = VARNetConfig(**SMALL, privileged_view=True, global_code=True).setup()
     assert not plain.snaps_codes and net.snaps_codes
-    with pytest.raises(SplatdiffError, match="codebook"):
-        plain.snap_latent(latents, input_mean)
+    for ask in (plain.snap_latent, plain.code_ambiguity):
+        with pytest.raises(SplatdiffError, match="no codebook .*global-code-entries K"):
+            ask(latents, input_mean)
 
 
 def test_a_partial_pull_moves_a_sampled_code_that_share_of_the_way_to_its_centroid():

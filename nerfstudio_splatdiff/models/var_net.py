@@ -323,27 +323,33 @@ class VARNet(nn.Module):
         latent sampled for it must be snapped too (`snap_latent`)."""
         return self.codebook is not None
 
+    def _codebook(self) -> GlobalCodebook:
+        """The codebook that snap_latent and code_ambiguity need; one clear line when this VAR has none."""
+        if self.codebook is None:
+            raise SplatdiffError(
+                "This VAR has no codebook for its global code: use a VAR trained with "
+                "--pipeline.model.network.global-code-entries K, or sample without a codebook pull."
+            )
+        return self.codebook
+
     def snap_latent(
         self, latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"], pull: float = 1.0
     ) -> Float[Tensor, "N C h w"]:
         """Sampled latents with their global code's shift from the input-only latent `input_mean` (the posterior
         mean of the input alone) snapped to the nearest centroid: the codes this VAR's decoder was trained on.
         `pull` below 1 moves the shift only that share of the way (0 leaves the latents as they are)."""
-        if self.codebook is None:
-            raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
+        codebook = self._codebook()
         if not 0.0 <= pull <= 1.0:
             raise SplatdiffError(f"The codebook pull must be in [0, 1] (1 = onto the nearest centroid), got {pull}.")
         shift = code_shift(latent, input_mean)
-        return latent + pull * (self.codebook.snap(shift) - shift)[:, :, None, None]
+        return latent + pull * (codebook.snap(shift) - shift)[:, :, None, None]
 
     def code_ambiguity(
         self, latent: Float[Tensor, "N C h w"], input_mean: Float[Tensor, "1 C h w"]
     ) -> Float[Tensor, " N"]:
         """How undecided each latent's global-code shift (as in `snap_latent`) is between its two nearest centroids
         (`GlobalCodebook.ambiguity`: 0 = on a centroid, 1 = half way between two)."""
-        if self.codebook is None:
-            raise SplatdiffError("This VAR has no codebook (--pipeline.model.network.global-code-entries 0).")
-        return self.codebook.ambiguity(code_shift(latent, input_mean))
+        return self._codebook().ambiguity(code_shift(latent, input_mean))
 
     def decode_raw(
         self, latent: Tensor, skip: Optional[Tensor], skip_weight: Union[float, Tensor] = 1.0
