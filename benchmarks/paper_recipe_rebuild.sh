@@ -23,9 +23,10 @@ NET="pipeline.model.network:var-net-config --pipeline.model.network.global-code 
 weights_only() {  # ckpt out: the checkpoint without its optimiser state (a warm start: fresh Adam and schedule)
   mkdir -p "$(dirname "$2")"
   [ -f "$2" ] || .venv/bin/python -c "
-import sys, torch
-c = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
-torch.save({'step': c['step'], 'pipeline': c['pipeline']}, sys.argv[2])" "$1" "$2"
+import os, sys, torch
+c = torch.load(sys.argv[1], map_location='cpu', weights_only=True)
+torch.save({'step': c['step'], 'pipeline': c['pipeline']}, sys.argv[2] + '.part')
+os.replace(sys.argv[2] + '.part', sys.argv[2])" "$1" "$2"  # whole or absent, never half written
 }
 newest() { ls "$1"/nerfstudio_models/step-*.ckpt | sort -V | tail -1; }
 echo "[$(date +%T)] A: input-only VAR 16,750 -> 22,750 (500 paired scenes, lr 3e-4, 3e-5 after 5,000)"
