@@ -37,22 +37,16 @@ MODES=shape DATA=data/proving-shape-paired OUT=outputs/paper-rebuild BASELINES=i
 echo "[$(date +%T)] B: the paper's denoiser 8,200 -> 9,700 over it"
 MODES=shape DATA=data/proving-shape-paired OUT=outputs/paper-rebuild DIFFUSION_STEPS=9700 \
   DIFFUSION_INIT=outputs/paper-rebuild-src/dn-step-000008199.ckpt bash benchmarks/train_demo.sh paper-diffusion
-echo "[$(date +%T)] C: 1,500 decoder-only steps, 22,750 -> 24,250 (500 paired scenes)"
-weights_only "$(newest outputs/paper-rebuild/demo/splatdiff-var-small-input-only/run)" outputs/paper-rebuild-c-init/step-000022749.ckpt
-MODES=shape DATA=data/proving-shape-paired OUT=outputs/paper-rebuild-c BASELINES=input-only BASELINE_STEPS=24250 \
-  INPUT_ONLY_INIT=outputs/paper-rebuild-c-init/step-000022749.ckpt \
-  INPUT_ONLY_FLAGS="$DEC --steps-per-save 250 $NET --pipeline.model.network.frozen-encoder True" \
-  bash benchmarks/train_demo.sh baselines
-echo "[$(date +%T)] D: 1,500 decoder-only steps on the 2,000 paired scenes, 24,250 -> 25,750"
-weights_only "$(newest outputs/paper-rebuild-c/demo/splatdiff-var-small-input-only/run)" outputs/paper-rebuild-d-init/step-000024249.ckpt
-MODES=shape DATA=data/proving-shape-paired-2k OUT=outputs/paper-rebuild-d BASELINES=input-only BASELINE_STEPS=25750 \
-  INPUT_ONLY_INIT=outputs/paper-rebuild-d-init/step-000024249.ckpt \
-  INPUT_ONLY_FLAGS="$DEC --steps-per-save 250 $NET --pipeline.model.network.frozen-encoder True" \
-  bash benchmarks/train_demo.sh baselines
-echo "[$(date +%T)] E: 1,500 more, 25,750 -> 27,250"
-weights_only "$(newest outputs/paper-rebuild-d/demo/splatdiff-var-small-input-only/run)" outputs/paper-rebuild-e-init/step-000025749.ckpt
-MODES=shape DATA=data/proving-shape-paired-2k OUT=outputs/paper-rebuild-e BASELINES=input-only BASELINE_STEPS=27250 \
-  INPUT_ONLY_INIT=outputs/paper-rebuild-e-init/step-000025749.ckpt \
-  INPUT_ONLY_FLAGS="$DEC --steps-per-save 250 $NET --pipeline.model.network.frozen-encoder True" \
-  bash benchmarks/train_demo.sh baselines
+leg() {  # name previous-run-out data end-step: 1,500 decoder-only steps from a weights-only copy of the previous leg
+  local out=outputs/paper-rebuild-$1 from=$2 data=$3 end=$4
+  echo "[$(date +%T)] $1: 1,500 decoder-only steps on $data, to $end"
+  local init=$out-init/step-$(printf %09d $((end - 1501))).ckpt
+  weights_only "$(newest "$from"/demo/splatdiff-var-small-input-only/run)" "$init"
+  MODES=shape DATA=$data OUT=$out BASELINES=input-only BASELINE_STEPS=$end INPUT_ONLY_INIT=$init \
+    INPUT_ONLY_FLAGS="$DEC --steps-per-save 250 $NET --pipeline.model.network.frozen-encoder True" \
+    bash benchmarks/train_demo.sh baselines
+}
+leg c outputs/paper-rebuild data/proving-shape-paired 24250
+leg d outputs/paper-rebuild-c data/proving-shape-paired-2k 25750
+leg e outputs/paper-rebuild-d data/proving-shape-paired-2k 27250
 echo "[$(date +%T)] done"
