@@ -18,15 +18,21 @@
 # 2 cores: A 66 minutes, B 8, each leg 27-30.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -f outputs/paper-rebuild-init/nerfstudio_models/step-000016749.ckpt ] && \
+  [ -f outputs/paper-rebuild-src/dn-step-000008199.ckpt ] || {
+  echo "No warm starts in outputs/paper-rebuild-init and outputs/paper-rebuild-src: run the commands in this script's header first." >&2
+  exit 2
+}
 DEC="--optimizers.network.optimizer.lr 1e-4 --optimizers.network.scheduler.milestones 1000 --pipeline.datamanager.scenes-per-batch 16 --pipeline.datamanager.num-target-views 4 --pipeline.datamanager.source-window 0"
 NET="pipeline.model.network:var-net-config --pipeline.model.network.global-code True"
 weights_only() {  # ckpt out: the checkpoint without its optimiser state (a warm start: fresh Adam and schedule)
   mkdir -p "$(dirname "$2")"
   [ -f "$2" ] || .venv/bin/python -c "
-import os, sys, torch
-c = torch.load(sys.argv[1], map_location='cpu', weights_only=True)
-torch.save({'step': c['step'], 'pipeline': c['pipeline']}, sys.argv[2] + '.part')
-os.replace(sys.argv[2] + '.part', sys.argv[2])" "$1" "$2"  # whole or absent, never half written
+import sys
+from nerfstudio_splatdiff.models.var_checkpoint import load_checkpoint
+from nerfstudio_splatdiff.safety import atomic_torch_save
+_, c = load_checkpoint(sys.argv[1])
+atomic_torch_save({'step': c['step'], 'pipeline': c['pipeline']}, sys.argv[2])" "$1" "$2"
 }
 newest() { ls "$1"/nerfstudio_models/step-*.ckpt | sort -V | tail -1; }
 echo "[$(date +%T)] A: input-only VAR 16,750 -> 22,750 (500 paired scenes, lr 3e-4, 3e-5 after 5,000)"
