@@ -8,21 +8,12 @@
 #      background meanwhile; gsplat's CUDA extension prebuilt on a CPU machine (benchmarks/build_gsplat_cuda.sh,
 #      carried in build/gsplat_cuda/) installed when it matches this machine's torch and Python, else the torch
 #      rasteriser (gsplat's own JIT build takes ~4 minutes of the lease);
-#   1. the model the geometry issue (#20) needs most: $VAR_METHOD for T_STAGE1 seconds, then $DIFFUSION_METHOD
-#      over it for T_DIFFUSION, each warm-started from the newest slim copy of the previous GPU run (weights and
-#      step; fresh Adam), found under each of RESUME_ROOTS as checkpoints/$SAVE_SET/<method>/shipped/ (committed, or
-#      carried), else from the CPU-trained sets after it in SLIM_SETS, else from
-#      scratch (SLIM_SETS: the order; the highest step within one). Default (2026-12-05, seventh session): the 64x64
-#      geometry pair trained from scratch on 2,000 paired scenes (splatdiff-var-small / splatdiff-diffusion-small from
-#      checkpoints/scratch2k: VAR 7,500 steps, denoiser 14,200), the VAR at 32 scenes per step (VAR_ARGS), on the same
-#      2,000 paired scenes (seed 0) as on the CPU: the geometry VAR is data-bound (on 500 scenes it overfits past
-#      ~9,000 steps; on 2,000 it followed 92% of forced shapes on val at 7,500 against 82%), and a lent GPU trains
-#      several times the CPU's items per second. `SLIM_SETS="gpu shape demo" SAVE_SET=gpu SCENES=2000` continues the
-#      shipped pair instead (its VAR has a 6-entry codebook and a frozen encoder since 2026-12-06: add
-#      "pipeline.model.network:var-net-config --pipeline.model.network.frozen-encoder True
-#      --pipeline.model.network.global-code-entries 6 --pipeline.model.network.global-code-snap-share 0.125" at the end
-#      of VAR_ARGS, or its checkpoint does not load); `VAR_METHOD=splatdiff-var-gpu128 DIFFUSION_METHOD=splatdiff-diffusion-gpu128 SCENES=300 VAR_ARGS=`
-#      continues the 128x128 VAR from checkpoints/gpu instead (1,500 steps so far; many lent sessions to go);
+#   1. the model the geometry issue (#20) needs most, chosen by PLAN (below): $VAR_METHOD for T_STAGE1 seconds,
+#      then $DIFFUSION_METHOD over it for T_DIFFUSION, each warm-started from the newest slim copy of the previous GPU
+#      run (weights and step; fresh Adam), found under each of RESUME_ROOTS as checkpoints/<set>/<method>/shipped/
+#      (committed, or carried) for the first set of SLIM_SETS that holds one (the highest step within it), else from
+#      scratch; a plan whose VAR keeps its latents (a frozen encoder) pairs the newest slim denoiser with the new VAR
+#      instead of training one (PAIR_DIFFUSION=1, with SLIM_ARGS: the sampler chosen on val);
 #   2. slim copies of both runs (float16 inference weights, what the next run resumes from), one tar per method
 #      with its loss curves (tensorboard events) under $RESULTS;
 #   3. CHECKS=1: gsplat against the torch rasteriser (the cuda-marked tests) when gsplat is installed;
@@ -31,16 +22,25 @@
 # Training is time-boxed (SIGINT; the newest complete checkpoint, saved every SAVE steps, is what is kept). The
 # session log says when the first training step was done ("first training step ... s after the start").
 #
-# Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB: move the slim copies this
-# plan does not read out of the tree for the call and back after it. Default plan: checkpoints/demo,
-# checkpoints/shape, checkpoints/gpu, checkpoints/bottleneck, checkpoints/codeprior and checkpoints/codebook (only checkpoints/scratch2k travels, VAR 7,500 /
-# denoiser 14,200 steps, what it resumes from: ~17 MB of slim copies + ~30 MB of wheels, 2026-12-05); the
-# shipped-pair plan: checkpoints/demo,
-# checkpoints/scratch2k, checkpoints/bottleneck, checkpoints/codeprior, checkpoints/codebook, checkpoints/gpu/splatdiff-var-gpu128 and
-# checkpoints/shape/splatdiff-regression-small; the gpu128 plan: checkpoints/demo, checkpoints/shape,
-# checkpoints/scratch2k, checkpoints/bottleneck (17 MB, the 2026-12-06 bottleneck pair, which no plan reads yet) and
-# checkpoints/codeprior (9 MB: the scratch2k denoiser + its code prior, 15,700 steps, second session of 2026-12-06)
-# and checkpoints/codebook (8 MB: the 6-entry codebook VAR, 25,750 steps, third session of 2026-12-06).
+# Plans (PLAN=...; each sets the defaults of the knobs below, and any knob set in the environment wins):
+#   shipped (default since 2026-12-07): the shipped geometry VAR's decoder (checkpoints/shape, 27,250 steps: frozen
+#     encoder, 6-entry codebook) T_STAGE1=300 s more at 32 scenes per step on the 2,000 paired scenes (seed 0; the
+#     first 500 are the ones it trained on first), lr 1e-4 and 1e-5 after 2,000 steps of this call; no denoiser is
+#     trained (the frozen encoder keeps its latents): the shipped one is paired with the new VAR at guidance 0 and
+#     pull 0.5. Why: the geometry misses left (privileged view right, "none", the hidden side's sharpness) are the
+#     decoder's, and 2,000 scenes instead of 500 moved it most (README "Why each miss happens"). Sets: gpu-shape
+#     (this plan's earlier GPU runs), then shape.
+#   scratch2k (the default 2026-12-05 to 12-06): the 64x64 geometry pair trained from scratch on the same 2,000
+#     paired scenes (checkpoints/scratch2k: VAR 7,500, denoiser 14,200), the VAR at 32 scenes per step, lr 3e-4
+#     and 3e-5 after 2,000 steps, source view frame 0, then its denoiser for T_DIFFUSION=90 s. Sets: gpu-scratch2k,
+#     scratch2k.
+#   gpu128: the 128x128 VAR and denoiser (splatdiff-var-gpu128 / -diffusion-gpu128, 1,500 VAR steps so far in
+#     checkpoints/gpu) on 300 scenes. Set: gpu.
+# Each plan writes its slim copies to its first set (SAVE_SET), so two plans never resume from each other.
+# Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB, and the committed slim copies
+# are ~130 MB. `PARK=1 bash benchmarks/gpu_session.sh` (here, before the call) moves every checkpoints/<set> that
+# the plan does not read (not in SLIM_SETS) to build/gpu_parked/ (ignored: it does not travel) and prints what will
+# travel; `PARK=back` moves them back after the call (git status is clean again).
 # Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
 #                                                                        build/gsplat_cuda; build/gpu_resume if used)
 # What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/$SAVE_SET/<method>/shipped/ and
@@ -49,10 +49,12 @@
 # not: untracked files travel too) or in build/gpu_resume/ (ignored; carry it).
 # CPU dry run of the whole plumbing at tiny settings (no wheels, the .venv, 4 scenes, no speed or checks):
 #   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
-# Knobs: BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
-# shape --all-modes") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD DIFFUSION_METHOD;
-# TRAIN_ARGS (extra ns-train flags for both runs); VAR_ARGS (for the VAR run only); RESUME_ROOTS; SLIM_SETS SAVE_SET; WHEELS (folder of .whl; empty: already
-# installed); GSPLAT_BUILD; CHECKS SPEED (1/0); WORK.
+# Knobs: PLAN; BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
+# shape --all-modes") or DATA_CMD (the whole data command; $DATA is the folder it must fill); VAR_METHOD
+# DIFFUSION_METHOD; TRAIN_ARGS (extra ns-train flags for both runs); VAR_ARGS (the VAR run's recipe) and VAR_NET_ARGS
+# (its network, which its checkpoint needs to load; a dry run keeps these); PAIR_DIFFUSION SLIM_ARGS SLIM_DATA;
+# RESUME_ROOTS; SLIM_SETS SAVE_SET; WHEELS (folder of .whl; empty: already installed); GSPLAT_BUILD; CHECKS SPEED
+# (1/0); WORK.
 # Wheels (here, once; Python 3.12 x86-64, the versions of the CPU .venv):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl  NAME==VERSION ...
@@ -67,7 +69,7 @@ main() {
 START=$SECONDS
 DRY_RUN=${DRY_RUN:-0}
 if [ "$DRY_RUN" = 1 ]; then  # the CPU plumbing check: tiny data, tiny batches, the .venv's tools
-  : "${WHEELS=}" "${VAR_ARGS=}" "${SCENES:=4}" "${VIEWS:=6}" "${SAVE:=1}" "${T_STAGE1:=360}" "${T_DIFFUSION:=200}" "${BUDGET:=900}"
+  : "${WHEELS=}" "${VAR_ARGS=}" "${SCENES:=4}" "${VIEWS:=6}" "${SAVE:=1}" "${T_STAGE1:=360}" "${BUDGET:=900}"
   : "${CHECKS:=0}" "${SPEED:=0}" "${WORK:=/tmp/splatdiff-gpu-dry}" "${RESUME_ROOTS:=$WORK/resume}"
   : "${TRAIN_ARGS:=--pipeline.datamanager.scenes-per-batch 1 --pipeline.datamanager.num-workers 0}"
   export PATH=$PWD/.venv/bin:$PATH
@@ -76,40 +78,87 @@ if [ "$DRY_RUN" = 1 ]; then  # the CPU plumbing check: tiny data, tiny batches, 
 splatdiff-var-gpu128=method_configs.splatdiff_methods:splatdiff_var_gpu128,\
 splatdiff-diffusion-gpu128=method_configs.splatdiff_methods:splatdiff_diffusion_gpu128}
 fi
-RESULTS=${RESULTS:-benchmarks/results/gpu}
-BUDGET=${BUDGET:-560}
-T_STAGE1=${T_STAGE1:-240}
-T_DIFFUSION=${T_DIFFUSION:-90}
-# 2,000 (each in its 3 shapes; seed 0, the first 500 are the shipped pair's) are what the scratch2k pair trained on.
-# The geometry VAR overfits 500: past ~9,000 steps it follows more forced shapes on training scenes and fewer on val
-# (benchmarks/results/stage1_modes_shape_train_scratch.json). Cost before the first step, estimated from the 2-core
+# 2,000 scenes (each in its 3 shapes; seed 0, the first 500 are the shipped pair's): the geometry VAR overfits 500
+# (past ~9,000 steps it follows more forced shapes on training scenes and fewer on val,
+# benchmarks/results/stage1_modes_shape_train_scratch.json). Cost before the first step, estimated from the 2-core
 # rates: ~2 minutes of data on 15 processes, then the dataparser's preprocessing of 6,000 sequences in 8 processes
 # (co3d-data --preprocess-workers; 5,700 took 3.3 minutes in 2 on the CPU machine), under a minute.
+PLAN=${PLAN:-shipped}
+case $PLAN in
+shipped)
+  # The decoder-only recipe of the shipped VAR's last CPU steps (README "How the shipped models were made": lr 1e-4,
+  # 4 target views, source view frame 0, where the proving ground evaluates) at twice its CPU batch, and its network
+  # (frozen encoder, 6-entry codebook), without which its checkpoint does not load.
+  VAR_ARGS=${VAR_ARGS---pipeline.datamanager.scenes-per-batch 32 --pipeline.datamanager.num-target-views 4 \
+--optimizers.network.optimizer.lr 1e-4 --optimizers.network.scheduler.milestones 2000 \
+--pipeline.datamanager.source-window 0}
+  VAR_NET_ARGS=${VAR_NET_ARGS-pipeline.model.network:var-net-config --pipeline.model.network.frozen-encoder True \
+--pipeline.model.network.global-code-entries 6 --pipeline.model.network.global-code-snap-share 0.125}
+  : "${T_STAGE1:=300}" "${T_DIFFUSION:=0}" "${PAIR_DIFFUSION:=1}" "${SLIM_SETS:=gpu-shape shape}"
+  : "${SLIM_ARGS=--guidance-weight 0 --code-snap-pull 0.5}" "${SLIM_DATA:=data/demo-shape}"
+  ;;
+scratch2k)
+  # 4x its CPU batch, lr 3e-4 with a fresh Adam and 3e-5 after 2,000 steps of this call (its last CPU steps were at
+  # 3e-5 and gained 5 points of shapes followed), the source view always frame 0 (from a neighbour's input the
+  # hidden part's direction is ambiguous; 5 points of shapes followed, docs/results_history.md "Where the codes lie").
+  VAR_ARGS=${VAR_ARGS---pipeline.datamanager.scenes-per-batch 32 --optimizers.network.optimizer.lr 3e-4 \
+--optimizers.network.scheduler.milestones 2000 --pipeline.datamanager.source-window 0}
+  : "${T_STAGE1:=240}" "${T_DIFFUSION:=90}" "${SLIM_SETS:=gpu-scratch2k scratch2k}"
+  ;;
+gpu128)
+  : "${VAR_METHOD:=splatdiff-var-gpu128}" "${DIFFUSION_METHOD:=splatdiff-diffusion-gpu128}" "${SCENES:=300}"
+  : "${VAR_ARGS=}" "${T_STAGE1:=240}" "${T_DIFFUSION:=90}" "${SLIM_SETS:=gpu}"
+  ;;
+*)
+  echo "PLAN=$PLAN is not a plan: use shipped, scratch2k or gpu128 (this script's header says what each trains)." >&2
+  return 2
+  ;;
+esac
+VAR_NET_ARGS=${VAR_NET_ARGS-}
+PAIR_DIFFUSION=${PAIR_DIFFUSION:-0}
+SLIM_ARGS=${SLIM_ARGS-}
+SLIM_DATA=${SLIM_DATA:-data/proving-shape-paired}
+# The set this session's slim copies are written to (checkpoints/<set>/<method>/shipped/, inside the tars): the
+# plan's first, so that two plans' GPU runs never resume from each other.
+SAVE_SET=${SAVE_SET:-${SLIM_SETS%% *}}
+VAR_METHOD=${VAR_METHOD:-splatdiff-var-small}
+DIFFUSION_METHOD=${DIFFUSION_METHOD:-splatdiff-diffusion-small}
+if [ -n "${PARK:-}" ]; then  # here, before (PARK=1) and after (PARK=back) the call: what travels
+  local park=build/gpu_parked dir set method
+  if [ "$PARK" = back ]; then
+    for dir in "$park"/*/*/; do
+      [ -d "$dir" ] || continue
+      set=$(basename "$(dirname "$dir")")
+      mkdir -p "checkpoints/$set" && mv "$dir" "checkpoints/$set/" && rmdir --ignore-fail-on-non-empty "$park/$set"
+    done
+    rmdir "$park" 2>/dev/null
+    echo "checkpoints/: $(cd checkpoints && ls -d ./*/* | tr '\n' ' ')"
+    return 0
+  fi
+  for dir in checkpoints/*/*/; do
+    set=$(basename "$(dirname "$dir")") method=$(basename "$dir")
+    case " $SLIM_SETS " in *" $set "*) [[ " $VAR_METHOD $DIFFUSION_METHOD " = *" $method "* ]] && continue ;; esac
+    mkdir -p "$park/$set" && mv "$dir" "$park/$set/"
+    rmdir "checkpoints/$set" 2>/dev/null
+  done
+  echo "PLAN=$PLAN: checkpoints/ keeps $(cd checkpoints && ls -d ./*/* | tr '\n' ' ')(the rest is in $park;" \
+    "PARK=back returns it)"
+  echo "travels: $(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) bytes tracked + \
+$(du -sb .whl 2>/dev/null | cut -f1) bytes of .whl (at most 64 MiB = 67108864 in all, with build/gsplat_cuda)"
+  return 0
+fi
+RESULTS=${RESULTS:-benchmarks/results/gpu}
+BUDGET=${BUDGET:-560}
 SCENES=${SCENES:-2000}
 VIEWS=${VIEWS:-24}
 SAVE=${SAVE:-250}
-VAR_METHOD=${VAR_METHOD:-splatdiff-var-small}
-DIFFUSION_METHOD=${DIFFUSION_METHOD:-splatdiff-diffusion-small}
 DATA_ARGS=${DATA_ARGS:---kind object --modes shape --all-modes}
 TRAIN_ARGS=${TRAIN_ARGS:-}
-# Extra ns-train flags for the VAR run only (set, even empty, to replace): the default continues the shipped 64x64
-# geometry VAR at 4x its CPU batch, lr 3e-4 with a fresh Adam, and 3e-5 after 2,000 steps of this call (its last
-# CPU steps were at 3e-5 and gained 5 points of shapes followed, README "Results"), with the source view always frame 0
-# (the one the proving ground evaluates: from a neighbour's input the hidden part's direction is ambiguous, and the
-# shipped VAR's decoder gained 5 points of shapes followed from it, README "Where the codes lie").
-VAR_ARGS=${VAR_ARGS---pipeline.datamanager.scenes-per-batch 32 --optimizers.network.optimizer.lr 3e-4 \
---optimizers.network.scheduler.milestones 2000 --pipeline.datamanager.source-window 0}
 CHECKS=${CHECKS:-1}
 SPEED=${SPEED:-1}
 WHEELS=${WHEELS-.whl}
 GSPLAT_BUILD=${GSPLAT_BUILD:-build/gsplat_cuda}
 RESUME_ROOTS=${RESUME_ROOTS:-. build/gpu_resume}
-# Where each method's warm start is looked for, in order (checkpoints/<set>/<method>/shipped/): a previous lent GPU's
-# run of this plan, then the CPU-trained scratch2k pair, then the shipped geometry pair, then the colour demo.
-SLIM_SETS=${SLIM_SETS:-gpu-scratch2k scratch2k shape demo}
-# The set this session's slim copies are written to (checkpoints/<set>/<method>/shipped/, inside the tars): one per
-# plan, so that two plans' GPU runs never resume from each other.
-SAVE_SET=${SAVE_SET:-gpu-scratch2k}
 WORK=${WORK:-/tmp/splatdiff-gpu}
 DATA=${DATA:-$WORK/data}
 DATA_CMD=${DATA_CMD:-splatdiff-make-procedural $DATA_ARGS --output $DATA --scenes $SCENES --views $VIEWS \
@@ -122,7 +171,8 @@ RESULTS=$(cd "$RESULTS" && pwd)
 log() { echo "[$(date +%T) +$((SECONDS - START))s] $*" | tee -a "$RESULTS/session.log"; }
 left() { echo $((BUDGET - (SECONDS - START))); }
 declare -A FACTS  # what session.json records
-log "gpu_session start (dry run: $DRY_RUN)"
+FACTS[plan]=$PLAN
+log "gpu_session start (plan $PLAN, dry run: $DRY_RUN)"
 
 # 0. set-up.
 if [ -n "$WHEELS" ]; then
@@ -218,7 +268,7 @@ train() {  # method seconds extra-args...: one time-boxed run in $RUNS/<method>/
 
 # 1. the VAR, then the denoiser over it (this session's VAR, else the newest slim one).
 # shellcheck disable=SC2086
-train "$VAR_METHOD" "$T_STAGE1" $VAR_ARGS
+train "$VAR_METHOD" "$T_STAGE1" $VAR_ARGS $VAR_NET_ARGS
 var_config=""
 if [ -n "$(last_saved "$VAR_METHOD")" ]; then
   var_config=$RUNS/$VAR_METHOD/run/config.yml
@@ -232,12 +282,22 @@ else
 fi
 
 # 2. slim copies (the diffusion run's also writes its VAR's) + loss curves, one tar per method.
-slim() {
-  (cd "$OUTS" && splatdiff-slim-run --load-config "$1" --output-dir checkpoints --experiment-name "$SAVE_SET" \
-    --data data/proving-shape-paired --overwrite >>"$RESULTS/slim.log" 2>&1)
+slim() {  # config extra-args...
+  local config=$1
+  shift
+  (cd "$OUTS" && splatdiff-slim-run --load-config "$config" --output-dir checkpoints --experiment-name "$SAVE_SET" \
+    --data "$SLIM_DATA" --overwrite "$@" >>"$RESULTS/slim.log" 2>&1)
 }
+paired=$(newest_slim "$DIFFUSION_METHOD")
 if [ -n "$(last_saved "$DIFFUSION_METHOD")" ]; then
-  slim "$RUNS/$DIFFUSION_METHOD/run/config.yml"
+  # shellcheck disable=SC2086
+  slim "$RUNS/$DIFFUSION_METHOD/run/config.yml" $SLIM_ARGS
+elif [ "$PAIR_DIFFUSION" = 1 ] && [ -n "$(last_saved "$VAR_METHOD")" ] && [ -n "$paired" ]; then
+  # the denoiser's slim copy, over the VAR this session trained (a frozen encoder keeps its latents)
+  [ "${paired:0:1}" = / ] || paired=$REPO/$paired
+  FACTS[${DIFFUSION_METHOD}_paired_from]=$paired
+  # shellcheck disable=SC2086
+  slim "$(dirname "$(dirname "$paired")")/config.yml" --var-config "$RUNS/$VAR_METHOD/run/config.yml" $SLIM_ARGS
 elif [ -n "$(last_saved "$VAR_METHOD")" ]; then
   slim "$RUNS/$VAR_METHOD/run/config.yml"
 fi
