@@ -46,7 +46,11 @@
 # What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/$SAVE_SET/<method>/shipped/ and
 # the run's loss curves in checkpoints/$SAVE_SET/<method>/events/), speed.tar, logs.tar, session.json. The next run
 # resumes from them once unpacked in the repo root (`tar -xf splatdiff-var-small.tar`: checkpoints/..., committed or
-# not: untracked files travel too) or in build/gpu_resume/ (ignored; carry it).
+# not: untracked files travel too) or in build/gpu_resume/ (ignored; carry it). The shipped plan's pair is scored
+# on the CPU as the shipped one is: benchmarks/proving_ground.py --modes shape --split val --runs checkpoints/gpu-shape
+#   --run-folder shipped --regression-run checkpoints/shape/splatdiff-regression-small/shipped --out-dir <a folder>
+# with --scenes 120 (the rule for choosing a pair, README "How the numbers are made", before it replaces
+# checkpoints/shape).
 # CPU dry run of the whole plumbing at tiny settings (no wheels, the .venv, 4 scenes, no speed or checks):
 #   DRY_RUN=1 RESULTS=/tmp/gpu-dry bash benchmarks/gpu_session.sh
 # Knobs: PLAN; BUDGET T_STAGE1 T_DIFFUSION (seconds); SCENES VIEWS SAVE; DATA_ARGS (default "--kind object --modes
