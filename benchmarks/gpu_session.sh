@@ -41,8 +41,12 @@
 # are ~130 MB. `PARK=1 bash benchmarks/gpu_session.sh` (here, before the call) moves every checkpoints/<set> that
 # the plan does not read (not in SLIM_SETS) to build/gpu_parked/ (ignored: it does not travel) and prints what will
 # travel; `PARK=back` moves them back after the call (git status is clean again).
-# Usage (repo root):  RESULTS=$OUT bash benchmarks/gpu_session.sh       (the GPU command carries .whl and
-#                                                                        build/gsplat_cuda; build/gpu_resume if used)
+# Usage (repo root), when a GPU is lent:
+#   PREPARE=1 bash benchmarks/gpu_session.sh    here: the wheels (.whl/)
+#   PARK=1 bash benchmarks/gpu_session.sh       here: only what the plan reads travels
+#   RESULTS=$OUT bash benchmarks/gpu_session.sh on the device (timeout_s ~590; carry .whl, and build/gsplat_cuda and
+#                                               build/gpu_resume where they exist)
+#   PARK=back bash benchmarks/gpu_session.sh    here, then unpack the tars that came back in the repo root, and score
 # What comes back (<= 8 files): <VAR_METHOD>.tar, <DIFFUSION_METHOD>.tar (checkpoints/$SAVE_SET/<method>/shipped/ and
 # the run's loss curves in checkpoints/$SAVE_SET/<method>/events/), speed.tar, logs.tar, session.json. The next run
 # resumes from them once unpacked in the repo root (`tar -xf splatdiff-var-small.tar`: checkpoints/..., committed or
@@ -59,14 +63,10 @@
 # (its network, which its checkpoint needs to load; a dry run keeps these); PAIR_DIFFUSION SLIM_ARGS SLIM_DATA;
 # RESUME_ROOTS; SLIM_SETS SAVE_SET; WHEELS (folder of .whl; empty: already installed); GSPLAT_BUILD; CHECKS SPEED
 # (1/0); WORK.
-# Wheels (here, once; Python 3.12 x86-64, the versions of the CPU .venv):
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl  NAME==VERSION ...
-#   for: nerfstudio nerfacc gsplat diffusers tyro docstring_parser viser msgspec websockets plyfile lpips
-#   pytorch-msssim pyquaternion splines tensorly rawpy fpsample pathos ppft dill multiprocess defusedxml
-#   truststore PySocks appdirs typeguard (what `ns-train` imports that the machine's image does not have);
-#   and this project's own wheel, built from the working tree just before the run:
-#   rm -f .whl/nerfstudio_splatdiff-*.whl && .venv/bin/pip wheel -q --no-deps --no-build-isolation -w .whl .
+# Wheels (here, once, with network: `PREPARE=1 bash benchmarks/gpu_session.sh`, a minute): for Python 3.12 x86-64 (the
+# device's), at the versions of the CPU .venv, what `ns-train` imports that the device's image does not have (WHEEL_PKGS),
+# into .whl/ (ignored: carry it), then this project's own wheel built from the working tree; run it again after a
+# code change (it replaces the project's wheel and keeps the others).
 set -uo pipefail
 # The whole script is one function, parsed before it runs: background jobs share the script file offset.
 main() {
@@ -127,6 +127,29 @@ SLIM_DATA=${SLIM_DATA:-data/proving-shape-paired}
 SAVE_SET=${SAVE_SET:-${SLIM_SETS%% *}}
 VAR_METHOD=${VAR_METHOD:-splatdiff-var-small}
 DIFFUSION_METHOD=${DIFFUSION_METHOD:-splatdiff-diffusion-small}
+if [ "${PREPARE:-0}" = 1 ]; then  # here, with network, before the call: the wheels the device installs from
+  local pins
+  pins=$(.venv/bin/python -c "
+import sys
+from importlib.metadata import version
+print(' '.join(f'{n}=={version(n)}' for n in sys.argv[1:]))" ${WHEEL_PKGS:-nerfstudio nerfacc gsplat diffusers tyro \
+    docstring_parser viser msgspec websockets plyfile lpips pytorch-msssim pyquaternion splines tensorly rawpy fpsample \
+    pathos ppft dill multiprocess defusedxml truststore PySocks appdirs typeguard}) || return 1
+  local pin fallback=""
+  for pin in $pins; do  # the .venv's version, else the newest with a wheel for the device (one line says which)
+    .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "$pin" >/dev/null 2>&1 && continue
+    .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "${pin%%==*}" >/dev/null 2>&1 \
+      || { echo "no wheel of ${pin%%==*} for Python 3.12 x86-64: download it by hand into .whl/" >&2; return 1; }
+    fallback="$fallback ${pin%%==*}"
+  done
+  [ -z "$fallback" ] || echo "no wheel at the .venv's version, so the newest:$fallback"
+  rm -f .whl/nerfstudio_splatdiff-*.whl
+  .venv/bin/pip wheel -q --no-deps --no-build-isolation -w .whl . || return 1
+  echo "wheels: $(ls .whl | wc -l) files, $(du -sh .whl | cut -f1) in .whl/ (carry it)"
+  return 0
+fi
 if [ -n "${PARK:-}" ]; then  # here, before (PARK=1) and after (PARK=back) the call: what travels
   local park=build/gpu_parked dir set method
   if [ "$PARK" = back ]; then
