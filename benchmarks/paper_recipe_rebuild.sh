@@ -16,15 +16,42 @@
 #     --checkpoint outputs/paper-rebuild-src/step-000016749.ckpt
 #   bash benchmarks/paper_recipe_rebuild.sh
 # 2 cores: A 66 minutes, B 8, each leg 27-30.
+# GROUND=colour rebuilds the colour ground's arm instead (its 2026-12-03 run is gone and its rows are carried), the way
+# it was made then: from our colour VAR's step 4,000 without the privileged branch, 1,500 steps of the whole network
+# on the 500 colour scenes our VAR trained on (5,500; the preset's schedule, lr 3e-4), then its denoiser from our
+# 3,700 one with 1,500 steps over it (5,201). Needs data/proving (train_demo.sh data, MODES=colour) and:
+#   mkdir -p outputs/paper-colour-src
+#   git show 06b3dd0:checkpoints/demo/splatdiff-var-small/shipped/nerfstudio_models/step-000003999.ckpt \
+#     > outputs/paper-colour-src/step-000003999.ckpt
+#   python benchmarks/paper_recipe_init.py --output outputs/paper-colour-init \
+#     --checkpoint outputs/paper-colour-src/step-000003999.ckpt
+#   GROUND=colour bash benchmarks/paper_recipe_rebuild.sh
+# 2 cores: the VAR ~30 minutes, the denoiser ~8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+NET="pipeline.model.network:var-net-config --pipeline.model.network.global-code True"
+if [ "${GROUND:-shape}" = colour ]; then
+  [ -f outputs/paper-colour-init/nerfstudio_models/step-000003999.ckpt ] || {
+    echo "No warm start in outputs/paper-colour-init: run the GROUND=colour commands in this script's header first." >&2
+    exit 2
+  }
+  echo "[$(date +%T)] colour: input-only VAR 4,000 -> 5,500 (500 colour scenes)"
+  DATA=data/proving OUT=outputs/paper-colour BASELINES=input-only BASELINE_STEPS=5500 \
+    INPUT_ONLY_INIT=outputs/paper-colour-init/nerfstudio_models/step-000003999.ckpt INPUT_ONLY_FLAGS="$NET" \
+    bash benchmarks/train_demo.sh baselines
+  echo "[$(date +%T)] colour: the paper's denoiser 3,701 -> 5,201 over it"
+  DATA=data/proving OUT=outputs/paper-colour DIFFUSION_STEPS=5201 \
+    DIFFUSION_INIT=checkpoints/demo/splatdiff-diffusion-small/shipped/nerfstudio_models/step-000003700.ckpt \
+    bash benchmarks/train_demo.sh paper-diffusion
+  echo "[$(date +%T)] done"
+  exit 0
+fi
 [ -f outputs/paper-rebuild-init/nerfstudio_models/step-000016749.ckpt ] && \
   [ -f outputs/paper-rebuild-src/dn-step-000008199.ckpt ] || {
   echo "No warm starts in outputs/paper-rebuild-init and outputs/paper-rebuild-src: run the commands in this script's header first." >&2
   exit 2
 }
 DEC="--optimizers.network.optimizer.lr 1e-4 --optimizers.network.scheduler.milestones 1000 --pipeline.datamanager.scenes-per-batch 16 --pipeline.datamanager.num-target-views 4 --pipeline.datamanager.source-window 0"
-NET="pipeline.model.network:var-net-config --pipeline.model.network.global-code True"
 weights_only() {  # ckpt out: the checkpoint without its optimiser state (a warm start: fresh Adam and schedule)
   mkdir -p "$(dirname "$2")"
   [ -f "$2" ] || .venv/bin/python -c "
