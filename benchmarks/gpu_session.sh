@@ -151,22 +151,22 @@ print(' '.join(f'{n}=={version(n)}' for n in sys.argv[1:]))" ${WHEEL_PKGS:-nerfs
   return 0
 fi
 if [ -n "${PARK:-}" ]; then  # here, before (PARK=1) and after (PARK=back) the call: what travels
-  local park=build/gpu_parked dir set method
+  local park=build/gpu_parked dir group method
   if [ "$PARK" = back ]; then
     for dir in "$park"/*/*/; do
       [ -d "$dir" ] || continue
-      set=$(basename "$(dirname "$dir")")
-      mkdir -p "checkpoints/$set" && mv "$dir" "checkpoints/$set/" && rmdir --ignore-fail-on-non-empty "$park/$set"
+      group=$(basename "$(dirname "$dir")")
+      mkdir -p "checkpoints/$group" && mv "$dir" "checkpoints/$group/" && rmdir --ignore-fail-on-non-empty "$park/$group"
     done
     rmdir "$park" 2>/dev/null
     echo "checkpoints/: $(cd checkpoints && ls -d ./*/* | tr '\n' ' ')"
     return 0
   fi
   for dir in checkpoints/*/*/; do
-    set=$(basename "$(dirname "$dir")") method=$(basename "$dir")
-    case " $SLIM_SETS " in *" $set "*) [[ " $VAR_METHOD $DIFFUSION_METHOD " = *" $method "* ]] && continue ;; esac
-    mkdir -p "$park/$set" && mv "$dir" "$park/$set/"
-    rmdir "checkpoints/$set" 2>/dev/null
+    group=$(basename "$(dirname "$dir")") method=$(basename "$dir")
+    case " $SLIM_SETS " in *" $group "*) [[ " $VAR_METHOD $DIFFUSION_METHOD " = *" $method "* ]] && continue ;; esac
+    mkdir -p "$park/$group" && mv "$dir" "$park/$group/"
+    rmdir "checkpoints/$group" 2>/dev/null
   done
   echo "PLAN=$PLAN: checkpoints/ keeps $(cd checkpoints && ls -d ./*/* | tr '\n' ' ')(the rest is in $park;" \
     "PARK=back returns it)"
