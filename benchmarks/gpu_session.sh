@@ -37,10 +37,11 @@
 #   gpu128: the 128x128 VAR and denoiser (splatdiff-var-gpu128 / -diffusion-gpu128, 1,500 VAR steps so far in
 #     checkpoints/gpu) on 300 scenes. Set: gpu.
 # Each plan writes its slim copies to its first set (SAVE_SET), so two plans never resume from each other.
-# Size: the working tree that travels (tracked files + .whl) must stay under 64 MiB, and the committed slim copies
-# are ~130 MB. `PARK=1 bash benchmarks/gpu_session.sh` (here, before the call) moves every checkpoints/<set> that
-# the plan does not read (not in SLIM_SETS) to build/gpu_parked/ (ignored: it does not travel) and prints what will
-# travel; `PARK=back` moves them back after the call (git status is clean again).
+# Size: what travels (tracked files + .whl + build/gsplat_cuda) must stay under 64 MiB, and the committed slim copies
+# are ~160 MB. `PARK=1 bash benchmarks/gpu_session.sh` (here, before the call) moves every checkpoints/<set>/<method>
+# the plan does not read (a set not in SLIM_SETS, or a method other than its VAR_METHOD and DIFFUSION_METHOD) to
+# build/gpu_parked/ (ignored: it does not travel) and prints what will travel; `PARK=back` moves them back after the
+# call (git status is clean again). The shipped plan: 25 MB tracked + 30 MB of wheels + 7 MB of gsplat.
 # Usage (repo root), when a GPU is lent:
 #   PREPARE=1 bash benchmarks/gpu_session.sh    here: the wheels (.whl/)
 #   PARK=1 bash benchmarks/gpu_session.sh       here: only what the plan reads travels
@@ -131,17 +132,21 @@ if [ "${PREPARE:-0}" = 1 ]; then  # here, with network, before the call: the whe
   local pins
   pins=$(.venv/bin/python -c "
 import sys
-from importlib.metadata import version
-print(' '.join(f'{n}=={version(n)}' for n in sys.argv[1:]))" ${WHEEL_PKGS:-nerfstudio nerfacc gsplat diffusers tyro \
+from importlib.metadata import PackageNotFoundError, version
+try:
+    print(' '.join(f'{n}=={version(n)}' for n in sys.argv[1:]))
+except PackageNotFoundError as e:
+    sys.exit(f'{e.name} is not installed in .venv: run make install first, or leave it out of WHEEL_PKGS.')" ${WHEEL_PKGS:-nerfstudio nerfacc gsplat diffusers tyro \
     docstring_parser viser msgspec websockets plyfile lpips pytorch-msssim pyquaternion splines tensorly rawpy fpsample \
     pathos ppft dill multiprocess defusedxml truststore PySocks appdirs typeguard}) || return 1
-  local pin fallback=""
+  local pin fallback="" device_wheel=(.venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl)
   for pin in $pins; do  # the .venv's version, else the newest with a wheel for the device (one line says which)
-    .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "$pin" >/dev/null 2>&1 && continue
-    .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "${pin%%==*}" >/dev/null 2>&1 \
-      || { echo "no wheel of ${pin%%==*} for Python 3.12 x86-64: download it by hand into .whl/" >&2; return 1; }
+    "${device_wheel[@]}" "$pin" >/dev/null 2>&1 && continue
+    "${device_wheel[@]}" "${pin%%==*}" >/dev/null 2>&1 || {
+      echo "Could not download a wheel of ${pin%%==*} for Python 3.12 x86-64 (no network, or none exists): put one in .whl/ by hand and run PREPARE=1 again." >&2
+      return 1
+    }
     fallback="$fallback ${pin%%==*}"
   done
   [ -z "$fallback" ] || echo "no wheel at the .venv's version, so the newest:$fallback"

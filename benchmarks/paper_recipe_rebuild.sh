@@ -16,7 +16,7 @@
 #     --checkpoint outputs/paper-rebuild-src/step-000016749.ckpt
 #   bash benchmarks/paper_recipe_rebuild.sh
 # 2 cores: A 66 minutes, B 8, each leg 27-30.
-# GROUND=colour rebuilds the colour ground's arm instead (its 2026-12-03 run is gone and its rows are carried), the way
+# GROUND=colour rebuilds the colour ground's arm instead (its 2026-12-03 run was lost; rebuilt on 2026-12-07), the way
 # it was made then: from our colour VAR's step 4,000 without the privileged branch, 1,500 steps of the whole network
 # on the 500 colour scenes our VAR trained on (5,500; the preset's schedule, lr 3e-4), then its denoiser from our
 # 3,700 one with 1,500 steps over it (5,201). Needs data/proving (train_demo.sh data, MODES=colour) and:
@@ -26,7 +26,7 @@
 #   python benchmarks/paper_recipe_init.py --output outputs/paper-colour-init \
 #     --checkpoint outputs/paper-colour-src/step-000003999.ckpt
 #   GROUND=colour bash benchmarks/paper_recipe_rebuild.sh
-# 2 cores: the VAR ~30 minutes, the denoiser ~8.
+# 2 cores: the VAR 19 minutes, the denoiser 10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NET="pipeline.model.network:var-net-config --pipeline.model.network.global-code True"
